@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("client: not built yet");
+}

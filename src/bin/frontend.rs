@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("frontend: not built yet");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("order: not built yet");
+}

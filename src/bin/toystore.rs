@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("toystore: not built yet");
+}

@@ -1,0 +1,1 @@
+//! The load-generating client (being written).

@@ -1,0 +1,39 @@
+//! # toystore
+//!
+//! A three-tier microservices toy store on a small, hand-rolled HTTP/1.1 server.
+//!
+//! ```text
+//!   client ──HTTP──▶ frontend :6060 ──▶ catalog :10086   (products, stock, write-through journal)
+//!                              └─────▶ order   :10010 ──▶ catalog  (order numbers, durable order log)
+//! ```
+//!
+//! ## Layout
+//! - [`http`]: the server every service runs on (limits, connection loop, worker
+//!   pool, idle-connection reactor, request parsing, body framing, responses, router,
+//!   errors) and the pooled client used between services.
+//! - [`store`]: the durable append-only journal with group commit, shared by the
+//!   catalog's table and the order log.
+//! - [`catalog`], [`order`], [`frontend`]: one module per service. A service never
+//!   reaches into another's internals; they meet only over HTTP and [`wire`].
+//! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
+//! - [`launcher`]: `cargo run --release` starts the three services as processes.
+//! - [`cli`]: the command-line flags of every binary.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod cli;
+pub mod client;
+pub mod frontend;
+pub mod http;
+pub mod launcher;
+pub mod order;
+pub mod peer;
+pub mod store;
+pub mod wire;
+
+/// The front-end's default port, the only public one.
+pub const FRONT_PORT: u16 = 6060;
+/// The catalog's default port.
+pub const CATALOG_PORT: u16 = 10086;
+/// The order service's default port.
+pub const ORDER_PORT: u16 = 10010;
