@@ -1,3 +1,6 @@
-fn main() {
-    eprintln!("client: not built yet");
+//! The toy store's client: the lab's modes, load and evaluation.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    toystore::client::main_with_args(std::env::args_os())
 }
