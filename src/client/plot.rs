@@ -50,24 +50,36 @@ const COLORS: [RGBColor; 6] = [
 /// Draws `chart` into the SVG file at `path`.
 pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
     let points = || chart.series.iter().flat_map(|s| s.points.iter().copied());
-    let (x_min, x_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (x, _)| {
-        (lo.min(x), hi.max(x))
-    });
-    if !x_min.is_finite() {
+    let mut xs: Vec<f64> = points().map(|(x, _)| x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let (Some(&x_min), Some(&x_max)) = (xs.first(), xs.last()) else {
         return Err(format!("no data to plot for {:?}", chart.title));
-    }
-    let y_max = points().map(|(_, y)| y).fold(0.0, f64::max);
-    // A little room on both sides of x, and above the highest point for the legend.
-    let x_pad = ((x_max - x_min) * 0.05).max(0.05);
-    let x_range = (x_min - x_pad)..(x_max + x_pad);
-    let y_range = 0.0..(if y_max > 0.0 { y_max * 1.25 } else { 1.0 });
-    let integer_x = points().all(|(x, _)| x.fract() == 0.0);
-    let distinct_x = {
-        let mut xs: Vec<f64> = points().map(|(x, _)| x).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        xs.len()
     };
+    // The x axis is drawn in integer steps of 1/SCALE so that its ticks can sit
+    // exactly on the measured values (plotters binds key points to integer axes
+    // only): whole client counts stay whole, and p = 0.2 becomes 200.
+    let scale = if xs.iter().all(|x| x.fract() == 0.0) {
+        1.0
+    } else {
+        1000.0
+    };
+    let to_axis = move |x: f64| (x * scale).round() as i64;
+    let pad = ((to_axis(x_max) - to_axis(x_min)) / 20)
+        .max((scale / 20.0) as i64)
+        .max(1);
+    let x_range = (to_axis(x_min) - pad)..(to_axis(x_max) + pad);
+    let ticks: Vec<i64> = xs.iter().map(|&x| to_axis(x)).collect();
+    // Room above the highest point for the legend in the upper left: about 20 px a
+    // line out of the plot's height less caption and x labels.
+    let y_max = points().map(|(_, y)| y).fold(0.0, f64::max);
+    let legend_share = (chart.series.len() as f64 * 20.0 + 30.0) / f64::from(SIZE.1 - 130);
+    let y_top = if y_max > 0.0 {
+        y_max / (0.95 - legend_share).max(0.3)
+    } else {
+        1.0
+    };
+    let y_range = 0.0..y_top;
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     let draw = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
@@ -77,19 +89,12 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(x_range, y_range)
+        .build_cartesian_2d(x_range.with_key_points(ticks), y_range)
         .map_err(|e| draw(&e))?;
-    let x_format = |x: &f64| {
-        if integer_x {
-            format!("{x:.0}")
-        } else {
-            format!("{x:.1}")
-        }
-    };
+    let x_format = |x: &i64| format!("{}", *x as f64 / scale);
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
-        .x_labels(if integer_x { distinct_x + 2 } else { 10 })
         .x_label_formatter(&x_format)
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 14))
@@ -99,11 +104,16 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
 
     for series in chart.series.iter().filter(|s| !s.points.is_empty()) {
         let color = COLORS[series.color % COLORS.len()];
+        let on_axis: Vec<(i64, f64)> = series
+            .points
+            .iter()
+            .map(|&(x, y)| (to_axis(x), y))
+            .collect();
         let style = color.stroke_width(2);
         let drawn = if series.dashed {
-            ctx.draw_series(DashedLineSeries::new(series.points.clone(), 8, 5, style))
+            ctx.draw_series(DashedLineSeries::new(on_axis.clone(), 8, 5, style))
         } else {
-            ctx.draw_series(LineSeries::new(series.points.clone(), style))
+            ctx.draw_series(LineSeries::new(on_axis.clone(), style))
         };
         let dashed = series.dashed;
         drawn
@@ -117,13 +127,8 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
                     PathElement::new(line, style).into_dyn()
                 }
             });
-        ctx.draw_series(
-            series
-                .points
-                .iter()
-                .map(|&p| Circle::new(p, 3, color.filled())),
-        )
-        .map_err(|e| draw(&e))?;
+        ctx.draw_series(on_axis.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| draw(&e))?;
     }
     ctx.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
