@@ -1,4 +1,5 @@
-//! The toy store's client: the lab's modes, load and evaluation.
+//! The lab's client: see `client --help`.
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
