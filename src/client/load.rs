@@ -134,7 +134,7 @@ pub fn run(front: &PeerAddr, plan: &Plan) -> Outcome {
     let progress = Progress::default();
     let bar = plan.progress.then(|| progress_bar(plan));
     let start = Instant::now();
-    let stats = thread::scope(|scope| {
+    let (stats, ended) = thread::scope(|scope| {
         let handles: Vec<_> = (0..plan.clients)
             .map(|index| {
                 let worker = Worker::new(front, plan, &progress);
@@ -158,20 +158,23 @@ pub fn run(front: &PeerAddr, plan: &Plan) -> Outcome {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        handles.into_iter().fold(Stats::default(), |mut all, h| {
-            all.merge(
-                &h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            );
-            all
-        })
+        handles
+            .into_iter()
+            .fold((Stats::default(), start), |(mut all, last), h| {
+                let (stats, ended) = h
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                all.merge(&stats);
+                (all, last.max(ended))
+            })
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    // From the sessions' own ends, not from this thread's coarse polling.
     Outcome {
         stats,
-        elapsed: start.elapsed(),
+        elapsed: ended - start,
     }
 }
 
@@ -228,8 +231,9 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Runs rounds until the plan's stop, then reads back the orders placed.
-    fn run(mut self, index: usize, start: Instant) -> Stats {
+    /// Runs rounds until the plan's stop, then reads back the orders placed;
+    /// returns what it measured and when it ended.
+    fn run(mut self, index: usize, start: Instant) -> (Stats, Instant) {
         let schedule = self
             .plan
             .rate
@@ -257,7 +261,7 @@ impl<'a> Worker<'a> {
         if matches!(self.plan.mode, Mode::Random { .. }) {
             self.read_back();
         }
-        self.stats
+        (self.stats, Instant::now())
     }
 
     fn round(&mut self, began: Instant) {
