@@ -56,18 +56,11 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
     let (Some(&x_min), Some(&x_max)) = (xs.first(), xs.last()) else {
         return Err(format!("no data to plot for {:?}", chart.title));
     };
-    // The x axis is drawn in integer steps of 1/SCALE so that its ticks can sit
-    // exactly on the measured values (plotters binds key points to integer axes
-    // only): whole client counts stay whole, and p = 0.2 becomes 200.
-    let scale = if xs.iter().all(|x| x.fract() == 0.0) {
-        1.0
-    } else {
-        1000.0
-    };
-    let to_axis = move |x: f64| (x * scale).round() as i64;
-    let pad = ((to_axis(x_max) - to_axis(x_min)) / 20)
-        .max((scale / 20.0) as i64)
-        .max(1);
+    // The x axis is drawn in thousandths so that its ticks can sit exactly on the
+    // measured values (plotters binds key points to integer axes only).
+    const SCALE: f64 = 1000.0;
+    let to_axis = |x: f64| (x * SCALE).round() as i64;
+    let pad = ((to_axis(x_max) - to_axis(x_min)) / 20).max(50);
     let x_range = (to_axis(x_min) - pad)..(to_axis(x_max) + pad);
     let ticks: Vec<i64> = xs.iter().map(|&x| to_axis(x)).collect();
     // Room above the highest point for the legend in the upper left: about 20 px a
@@ -91,11 +84,19 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
         .y_label_area_size(70)
         .build_cartesian_2d(x_range.with_key_points(ticks), y_range)
         .map_err(|e| draw(&e))?;
-    let x_format = |x: &i64| format!("{}", *x as f64 / scale);
+    let x_format = |x: &i64| format!("{}", *x as f64 / SCALE);
+    let y_format = |y: &f64| {
+        if y_top >= 10.0 {
+            format!("{y:.0}")
+        } else {
+            format!("{y:.1}")
+        }
+    };
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .x_label_formatter(&x_format)
+        .y_label_formatter(&y_format)
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 14))
         .light_line_style(WHITE.mix(0.0))
