@@ -14,7 +14,8 @@ use crate::peer::PeerAddr;
 /// The most sessions one run may open: far above what 2 cores can feed, low enough
 /// that a typo (`--clients 10000`) does not exhaust file descriptors.
 pub const MAX_CLIENTS: usize = 1024;
-/// The longest run allowed, so that no load loop goes on unbounded.
+/// The longest run allowed, so that no load loop goes on unbounded: `--duration`
+/// at most, and the time after which any run stops starting requests.
 pub const MAX_DURATION_SECS: f64 = 3600.0;
 
 /// The toy store's client: look toys up, buy them, or run the lab's random
@@ -94,7 +95,8 @@ pub struct LoadArgs {
     #[arg(long, short, value_name = "N", default_value_t = 1, value_parser = parse_clients)]
     pub clients: usize,
 
-    /// Requests per session (rounds in random mode). Default 1, or unbounded with --duration.
+    /// Requests per session (rounds in random mode). Default 1, or unbounded with
+    /// --duration. Either way no run starts a request past one hour.
     #[arg(long, short = 'r', value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::Stop;
+use super::args::{Stop, MAX_DURATION_SECS};
 use super::session::{Failure, Session};
 use super::stats::{Mismatch, Op, Stats, Verification};
 use crate::peer::PeerAddr;
@@ -98,17 +98,22 @@ impl Schedule {
 
     /// When request `k` (from 0) is due, after the run's start.
     pub fn due(&self, k: u64) -> Duration {
-        Duration::from_secs_f64(self.offset + self.period * k as f64)
+        // Beyond what a Duration holds is "never", which no run allows.
+        Duration::try_from_secs_f64(self.offset + self.period * k as f64).unwrap_or(Duration::MAX)
     }
 }
 
 impl Stop {
     /// Whether round `k`, starting `at` after the run's start, is still in the run.
+    /// No run starts anything past [`MAX_DURATION_SECS`], however many requests
+    /// it was asked for, so that a huge count or a tiny rate still ends.
     fn allows(&self, k: u64, at: Duration) -> bool {
-        match *self {
-            Stop::Requests(n) => k < n,
-            Stop::After(limit) => at < limit,
-        }
+        let limit = match *self {
+            Stop::Requests(n) if k >= n => return false,
+            Stop::Requests(_) => Duration::from_secs_f64(MAX_DURATION_SECS),
+            Stop::After(limit) => limit,
+        };
+        at < limit
     }
 }
 
@@ -412,8 +417,12 @@ mod tests {
             .take_while(|&k| stop.allows(k, schedule.due(k)))
             .count();
         assert_eq!(started, 10);
-        assert!(Stop::Requests(3).allows(2, Duration::MAX));
+        assert!(Stop::Requests(3).allows(2, Duration::from_secs(10)));
         assert!(!Stop::Requests(3).allows(3, Duration::ZERO));
+        // A count that would take a year at this rate still stops after the cap.
+        let slow = Schedule::new(1e-6, 1, 0);
+        assert!(!Stop::Requests(u64::MAX).allows(1, slow.due(1)));
+        assert_eq!(Schedule::new(1e-300, 1, 0).due(u64::MAX), Duration::MAX);
     }
 
     #[test]

@@ -227,10 +227,13 @@ fn transport_failure(error: ureq::Error) -> Failure {
         },
         _ => ErrorKind::Protocol,
     };
-    Failure {
-        kind,
-        detail: error.to_string(),
-    }
+    let detail = match error {
+        // ureq prefixes "io: " and "timeout: "; the kind already says as much.
+        ureq::Error::Io(e) => e.to_string(),
+        ureq::Error::Timeout(_) => "no complete answer within --timeout".to_string(),
+        other => other.to_string(),
+    };
+    Failure { kind, detail }
 }
 
 #[cfg(test)]
