@@ -335,7 +335,10 @@ mod tests {
         let text =
             Report::new("random", "http://x:1", 1, Duration::from_secs(1), &sample()).to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "random against http://x:1: 1 session, 1.00 s; latency in ms");
+        assert_eq!(
+            lines[0],
+            "random against http://x:1: 1 session, 1.00 s; latency in ms"
+        );
         assert!(lines[1].starts_with("operation"));
         assert!(lines[3].contains("409:1 timeout:1"), "{text}");
         assert_eq!(lines[1].len(), lines[2].len());
