@@ -77,12 +77,13 @@ impl Backend {
         retries: u32,
     ) -> Self {
         // Per-phase timeouts, not a global one: a global timeout also covers name
-        // resolution, which ureq then runs on a thread of its own per call.
+        // resolution, which ureq then runs on a thread of its own per call. Only
+        // connect and receive are bounded: sending a few hundred bytes into an idle
+        // socket does not block, and a fixed receive timeout is set on the socket once,
+        // where a shrinking deadline would cost a setsockopt per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeout.min(Duration::from_secs(1))))
-            .timeout_send_request(Some(timeout))
-            .timeout_send_body(Some(timeout))
             .timeout_recv_response(Some(timeout))
             .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
