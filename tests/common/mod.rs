@@ -937,6 +937,8 @@ impl Stack {
         let old = p.url.clone();
         p.launch(&listen);
         assert_eq!(p.url, old, "restarted {svc:?} is not on its old address");
+        // Pooled connections to the old process are dead: start a fresh pool.
+        self.http = Http::default();
     }
 
     /// The recent output of a spawned service.
