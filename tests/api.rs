@@ -54,6 +54,8 @@ fn query_unknown_toy_is_404() {
         "/products/Big%20Tux",
         "/products/Tux2",
         "/products/%E2%98%83",
+        // An encoded slash is part of the name, not a path separator.
+        "/products/T%2Fux",
     ] {
         s.get(path).err(404, Some("product not found"));
     }
@@ -197,6 +199,12 @@ fn list_filters() {
     let past = s.get(&format!("/products?offset={}", all.len() + 5));
     assert!(names_of(&past).is_empty(), "offset past the end: {past:?}");
     assert_eq!(names_of(&s.get("/products?limit=1000")), all);
+
+    // Query values are percent-decoded too.
+    let r = s.get("/products?q=%75x");
+    assert!(names_of(&r).contains(&"Tux".to_string()), "{r:?}");
+    let r = s.get("/products?category=%61nimal&limit=%32");
+    assert_eq!(names_of(&r).len(), 2, "{r:?}");
 
     // An unknown parameter is ignored.
     assert_eq!(names_of(&s.get("/products?color=blue")), all);

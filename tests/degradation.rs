@@ -120,6 +120,45 @@ fn both_backends_down_then_back() {
     assert_eq!(s.buy_ok("Bird", 1), n + 1);
 }
 
+#[test]
+fn order_restarts_while_catalog_is_down() {
+    let Some(mut s) = Stack::spawned_only("order_restarts_while_catalog_is_down") else {
+        return;
+    };
+    let n = s.buy_ok("Elephant", 2);
+    s.kill(Svc::Catalog);
+    s.kill(Svc::Order);
+    // Its recovery may want the catalog, but it must come up and serve look-ups.
+    s.restart(Svc::Order);
+    let r = s.get(&format!("/orders/{n}"));
+    assert_eq!(r.ok()["quantity"], 2, "{r:?}");
+    fails_fast("POST /orders", Duration::from_secs(6), || {
+        s.buy("Elephant", 1)
+    });
+    s.restart(Svc::Catalog);
+    assert_eq!(s.stock("Elephant"), 98);
+    assert_eq!(s.buy_ok("Elephant", 1), n + 1);
+    assert_eq!(s.stock("Elephant"), 97);
+}
+
+#[test]
+fn frontend_starts_while_backends_are_down() {
+    let Some(mut s) = Stack::spawned_only("frontend_starts_while_backends_are_down") else {
+        return;
+    };
+    s.kill(Svc::Catalog);
+    s.kill(Svc::Order);
+    s.kill(Svc::Frontend);
+    s.restart(Svc::Frontend);
+    fails_fast("GET /products", Duration::from_secs(2), || {
+        s.get("/products")
+    });
+    fails_fast("POST /orders", Duration::from_secs(2), || s.buy("Tux", 1));
+    s.restart(Svc::Catalog);
+    s.restart(Svc::Order);
+    assert_eq!(s.buy_ok("Tux", 1), 0);
+}
+
 /// A "catalog" that accepts connections and never answers.
 fn black_hole() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -135,9 +135,34 @@ fn frontend_sigterm_exits_zero_and_restarts() {
     assert_eq!(s.stock("Tux"), 78);
 }
 
-/// Buys from several threads, kills `victim` (SIGKILL) in the middle, restarts it,
-/// and checks the contract's invariant and that every acknowledged order is there.
-fn crash_under_load(test: &str, victim: Svc) {
+#[test]
+fn idempotency_key_survives_order_crash() {
+    let Some(mut s) = Stack::spawned_only("idempotency_key_survives_order_crash") else {
+        return;
+    };
+    let url = format!("{}/orders", s.front);
+    let body = r#"{"name":"Tux","quantity":2}"#;
+    let n = common::order_number(
+        &s.http
+            .post_h(&url, body, &[("Idempotency-Key", "crash-key")]),
+    );
+    s.kill(Svc::Order);
+    s.restart(Svc::Order);
+    let again = s
+        .http
+        .post_h(&url, body, &[("Idempotency-Key", "crash-key")]);
+    assert_eq!(
+        common::order_number(&again),
+        n,
+        "the key was forgotten in the crash"
+    );
+    assert_eq!(s.stock("Tux"), 78, "stock taken once");
+}
+
+/// Buys from several threads, stops `victim` in the middle (SIGKILL, or SIGTERM when
+/// `graceful`), restarts it, and checks the contract's invariant and that every
+/// acknowledged order is there.
+fn crash_under_load(test: &str, victim: Svc, graceful: bool) {
     let Some(mut s) = Stack::spawned_only(test) else {
         return;
     };
@@ -181,7 +206,15 @@ fn crash_under_load(test: &str, victim: Svc) {
         while acked.lock().unwrap().len() < 40 && start.elapsed() < Duration::from_secs(20) {
             thread::sleep(Duration::from_millis(10));
         }
-        s.kill(victim);
+        if graceful {
+            let status = s.stop(victim);
+            assert!(
+                status.success(),
+                "{victim:?} exit status after SIGTERM under load: {status}"
+            );
+        } else {
+            s.kill(victim);
+        }
         // Some requests meet the dead service.
         let killed_at = Instant::now();
         while other_errors.load(Ordering::Relaxed) < 6
@@ -268,10 +301,24 @@ fn crash_under_load(test: &str, victim: Svc) {
 
 #[test]
 fn kill_order_under_load_loses_nothing() {
-    crash_under_load("kill_order_under_load_loses_nothing", Svc::Order);
+    crash_under_load("kill_order_under_load_loses_nothing", Svc::Order, false);
+}
+
+#[test]
+fn sigterm_order_under_load_loses_nothing() {
+    crash_under_load("sigterm_order_under_load_loses_nothing", Svc::Order, true);
+}
+
+#[test]
+fn sigterm_catalog_under_load_loses_nothing() {
+    crash_under_load(
+        "sigterm_catalog_under_load_loses_nothing",
+        Svc::Catalog,
+        true,
+    );
 }
 
 #[test]
 fn kill_catalog_under_load_loses_nothing() {
-    crash_under_load("kill_catalog_under_load_loses_nothing", Svc::Catalog);
+    crash_under_load("kill_catalog_under_load_loses_nothing", Svc::Catalog, false);
 }

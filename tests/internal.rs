@@ -26,23 +26,40 @@ fn catalog_buy_is_idempotent_by_buy_id() {
         r.ok()["quantity"].as_u64().unwrap()
     };
 
-    let r = buy(1001, "Tux", 2);
-    assert_eq!(r.ok(), &json!({"applied": true}), "{r:?}");
+    let first = buy(1001, "Tux", 2);
+    first.ok();
     assert_eq!(stock("Tux"), 78);
     // The same buy_id again: the first outcome, and nothing changes.
-    let r = buy(1001, "Tux", 2);
-    assert_eq!(r.ok(), &json!({"applied": true}), "{r:?}");
+    let again = buy(1001, "Tux", 2);
+    assert_eq!(again.ok(), first.ok(), "{again:?}");
     assert_eq!(stock("Tux"), 78);
 
     buy(1002, "Unicorn", 1).err(404, Some("product not found"));
     buy(1003, "Tux", 79).err(409, Some("out of stock"));
     assert_eq!(stock("Tux"), 78);
     // A refused buy_id stays refused even once it could succeed.
+    s.admin_put("Tux", r#"{"quantity":200}"#).ok();
     buy(1003, "Tux", 79).err(409, Some("out of stock"));
-    assert_eq!(stock("Tux"), 78);
+    assert_eq!(stock("Tux"), 200);
+    let r = buy(1004, "Tux", 79);
+    r.ok();
+    assert_eq!(stock("Tux"), 121);
 
     // Through the front-end, the catalog's stock is the one shown.
-    assert_eq!(s.stock("Tux"), 78);
+    assert_eq!(s.stock("Tux"), 121);
+}
+
+/// INTERFACE.md fixes the reply of an applied buy as `{"data":{"applied":true}}`.
+#[test]
+fn catalog_buy_reply_shape_matches_interface() {
+    let Some(s) = Stack::spawned_only("catalog_buy_reply_shape_matches_interface") else {
+        return;
+    };
+    let r = Http::default().post(
+        &format!("{}/buy", s.catalog.as_deref().unwrap()),
+        r#"{"buy_id":7,"name":"Tux","quantity":1}"#,
+    );
+    assert_eq!(r.ok(), &json!({"applied": true}), "{r:?}");
 }
 
 #[test]

@@ -273,6 +273,49 @@ fn idempotency_key_buys_once() {
 }
 
 #[test]
+fn idempotency_key_concurrent_replays_buy_once() {
+    let s = Stack::new();
+    let toy = s.product_with_stock("Elephant", 3);
+    let before = s.stock(&toy);
+    let key = unique("idem-race");
+    let body = json!({"name": toy, "quantity": 3}).to_string();
+    let url = format!("{}/orders", s.front);
+    // Replays racing the first request may be told to retry (the key's request is
+    // still in progress: an error envelope); none may create a second order.
+    let results: Vec<common::Resp> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, key, body, url) = (&s, &key, &body, &url);
+                sc.spawn(move || s.http.post_h(url, body, &[("Idempotency-Key", key)]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut numbers = Vec::new();
+    for r in &results {
+        if r.status == 200 {
+            numbers.push(order_number(r));
+        } else {
+            r.err_any(&[409, 429, 503]);
+        }
+    }
+    assert!(!numbers.is_empty(), "no request succeeded: {results:?}");
+    assert!(
+        numbers.iter().all(|&n| n == numbers[0]),
+        "one key, several orders: {numbers:?}"
+    );
+    // Once settled, a replay gives the same order.
+    let again = s.http.post_h(&url, &body, &[("Idempotency-Key", &key)]);
+    assert_eq!(order_number(&again), numbers[0], "{again:?}");
+    assert_eq!(s.stock(&toy), before - 3, "stock taken once");
+    assert_eq!(
+        s.buy_ok(&toy, 1),
+        numbers[0] + 1,
+        "replays consumed order numbers"
+    );
+}
+
+#[test]
 fn order_view_is_exact() {
     let s = Stack::new();
     let toy = s.product_with_stock("Whale", 1);
