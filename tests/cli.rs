@@ -12,7 +12,7 @@ use common::{external, Extra, Http, Stack, Svc};
 
 fn skip(test: &str) -> bool {
     if external() {
-        println!("{test}: skipped: needs spawned stack");
+        common::skip(&format!("{test}: skipped: needs spawned stack"));
         return true;
     }
     false
