@@ -98,6 +98,15 @@ fn utf8_names_from_a_custom_seed() {
     assert_eq!(names, ["Pingüino"], "{r:?}");
     let r = s.get("/products?category=gadget");
     assert_eq!(names_of(&r), ["Робот"]);
+    // Bought through the lab form, by its encoded name, to the last unit.
+    let r = s.post("/Ping%C3%BCino/7", "");
+    let n = common::order_number(&r);
+    let r = s.get(&format!("/orders/{n}"));
+    assert_eq!(r.ok()["name"], "Pingüino", "{r:?}");
+    s.post("/Ping%C3%BCino/1", "")
+        .err(409, Some("out of stock"));
+    assert_eq!(s.stock("Ping%C3%BCino"), 0);
+
     // The seed decides the table: the built-in toys are not there.
     s.get("/products/Whale").err(404, Some("product not found"));
     assert_eq!(s.get("/products").ok().as_array().unwrap().len(), 3);

@@ -204,3 +204,20 @@ fn catalog_that_never_answers_times_out() {
     a.unwrap();
     b.unwrap();
 }
+
+#[test]
+fn order_service_with_a_catalog_that_never_answers() {
+    let Some(s) = Stack::spawned_only_with(
+        "order_service_with_a_catalog_that_never_answers",
+        Options {
+            order_catalog: Some(black_hole()),
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    fails_fast("POST /orders", Duration::from_secs(9), || s.buy("Tux", 1));
+    // No order came of it, and queries (front-end to the real catalog) still work.
+    s.get("/orders/0").err(404, Some("order not found"));
+    assert_eq!(s.stock("Tux"), 80);
+}

@@ -136,6 +136,47 @@ fn frontend_sigterm_exits_zero_and_restarts() {
 }
 
 #[test]
+fn torn_tail_after_crash_is_ignored_and_cut() {
+    let Some(mut s) = Stack::spawned_only("torn_tail_after_crash_is_ignored_and_cut") else {
+        return;
+    };
+    let made = buy_mix(&s);
+    let before = table(&s);
+    s.kill(Svc::Catalog);
+    s.kill(Svc::Order);
+    // A kill in the middle of an append leaves a partial record at the end of the
+    // journals (INTERFACE.md: catalog.journal, orders.log).
+    for (svc, file) in [
+        (Svc::Catalog, "catalog.journal"),
+        (Svc::Order, "orders.log"),
+    ] {
+        let path = s.data_dir(svc).join(file);
+        assert!(path.exists(), "{} missing", path.display());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"\x01\x02\x03").unwrap();
+    }
+    s.restart(Svc::Catalog);
+    s.restart(Svc::Order);
+    assert_eq!(table(&s), before, "the table after a torn tail");
+    assert_orders(&s, &made);
+    // New records after recovery must not land behind the garbage, where the next
+    // recovery would stop reading.
+    assert_eq!(s.buy_ok("Bird", 2), 5);
+    s.admin_put("Tux", r#"{"price":2.5}"#).ok();
+    s.kill(Svc::Catalog);
+    s.kill(Svc::Order);
+    s.restart(Svc::Catalog);
+    s.restart(Svc::Order);
+    assert_orders(&s, &[(5, "Bird", 2)]);
+    assert_eq!(s.stock("Bird"), 94);
+    assert_eq!(s.product("Tux"), (2.5, 76));
+    assert_eq!(s.buy_ok("Bird", 1), 6);
+}
+
+#[test]
 fn idempotency_key_survives_order_crash() {
     let Some(mut s) = Stack::spawned_only("idempotency_key_survives_order_crash") else {
         return;

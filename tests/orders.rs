@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{order_number, unique, Stack};
+use common::{order_number, unique, Options, Stack};
 use serde_json::{json, Value};
 
 /// Asserts `GET /orders/{n}` is exactly `{"number":n,"name":..,"quantity":..}`.
@@ -326,4 +326,27 @@ fn order_view_is_exact() {
     assert_eq!(obj.len(), 3, "exactly number, name, quantity: {r:?}");
     assert!(d["number"].is_u64() && d["quantity"].is_u64(), "{r:?}");
     assert_eq!(d["number"], Value::from(n));
+}
+
+#[test]
+fn sold_out_product_is_restocked() {
+    // The lab's catalog restocks sold-out products periodically (README:
+    // RESTOCK_PERIOD_MS, RESTOCK_LEVEL default 100); here every 200 ms.
+    let Some(s) = Stack::spawned_only_with(
+        "sold_out_product_is_restocked",
+        Options {
+            catalog_env: vec![("RESTOCK_PERIOD_MS".into(), "200".into())],
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    assert_eq!(s.buy_ok("Bird", 100), 0);
+    let stock = common::eventually("Bird restocked", std::time::Duration::from_secs(15), || {
+        Some(s.stock("Bird")).filter(|&q| q > 0)
+    });
+    assert_eq!(stock, 100, "restocked to the default level");
+    assert_eq!(s.stock("Tux"), 80, "only sold-out products are restocked");
+    assert_eq!(s.buy_ok("Bird", 1), 1, "a restock takes no order number");
+    assert_order(&s, 0, "Bird", 100);
 }
