@@ -77,6 +77,10 @@ impl Backend {
             .max_idle_connections(pool)
             .max_idle_connections_per_host(pool)
             .max_idle_age(Duration::from_secs(30))
+            // ureq's default is 128 KiB each way per connection; with a pool as large as
+            // the worker count that is tens of MB for bodies of a few hundred bytes.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
             .user_agent(format!("toystore/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Backend {
