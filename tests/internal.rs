@@ -1,4 +1,4 @@
-//! The internal APIs between services, as fixed in INTERFACE.md: the catalog's
+//! The internal APIs between services, as INTERFACE.md and the README fix them: the catalog's
 //! `POST /buy` (idempotent by `buy_id`, the base of crash recovery), its admin `PUT`,
 //! and the order service's own routes. Spawned mode only (the backends are not
 //! published in external mode).
@@ -49,17 +49,18 @@ fn catalog_buy_is_idempotent_by_buy_id() {
     assert_eq!(s.stock("Tux"), 121);
 }
 
-/// INTERFACE.md fixes the reply of an applied buy as `{"data":{"applied":true}}`.
+/// The reply of an applied buy, as the README documents it: `{"data":{"state":"applied"}}`
+/// (INTERFACE.md first said `{"data":{"applied":true}}`; the README supersedes it).
 #[test]
-fn catalog_buy_reply_shape_matches_interface() {
-    let Some(s) = Stack::spawned_only("catalog_buy_reply_shape_matches_interface") else {
+fn catalog_buy_reply_shape_matches_readme() {
+    let Some(s) = Stack::spawned_only("catalog_buy_reply_shape_matches_readme") else {
         return;
     };
     let r = Http::default().post(
         &format!("{}/buy", s.catalog.as_deref().unwrap()),
         r#"{"buy_id":7,"name":"Tux","quantity":1}"#,
     );
-    assert_eq!(r.ok(), &json!({"applied": true}), "{r:?}");
+    assert_eq!(r.ok(), &json!({"state": "applied"}), "{r:?}");
 }
 
 #[test]
