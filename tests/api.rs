@@ -215,6 +215,27 @@ fn list_filters() {
     let r = s.get("/products?category=%61nimal&limit=%32");
     assert_eq!(names_of(&r).len(), 2, "{r:?}");
 
+    // Huge but valid numbers: an empty page or the whole list (or a 400), never a 500
+    // from an overflow.
+    let max = u64::MAX;
+    for q in [
+        format!("offset={max}"),
+        format!("offset={max}&limit={max}"),
+        format!("limit={max}"),
+    ] {
+        let r = s.get(&format!("/products?{q}"));
+        if r.status == 200 {
+            let got = names_of(&r);
+            if q.starts_with("offset") {
+                assert!(got.is_empty(), "?{q}: {r:?}");
+            } else {
+                assert_eq!(got, all, "?{q}");
+            }
+        } else {
+            r.err(400, None);
+        }
+    }
+
     // An unknown parameter is ignored.
     assert_eq!(names_of(&s.get("/products?color=blue")), all);
 }
@@ -294,6 +315,9 @@ fn errors_carry_the_envelope_and_json_type() {
     // envelope; this test adds a few unusual ones at once.
     let s = Stack::new();
     s.get("/products/%FF%FE").err_any(&[400, 404]);
+    s.get("/products/%ZZ").err_any(&[400, 404]);
+    s.get("/products/%").err_any(&[400, 404]);
+    s.post("/T%ZZx/1", "").err_any(&[400, 404]);
     s.get("/orders/abc").err_any(&[400, 404]);
     s.post("/orders", "").err(400, None);
     s.post("/orders", "{").err(400, None);

@@ -221,3 +221,42 @@ fn order_service_with_a_catalog_that_never_answers() {
     s.get("/orders/0").err(404, Some("order not found"));
     assert_eq!(s.stock("Tux"), 80);
 }
+
+#[test]
+fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
+    // The contract: a slow backend fails within 5 s, and the other backend's routes
+    // keep working. Many clients waiting on a silent catalog must not take every
+    // front-end worker from the order routes.
+    let Some(s) = Stack::spawned_only_with(
+        "a_flood_on_a_silent_catalog_does_not_starve_order_routes",
+        Options {
+            frontend_catalog: Some(black_hole()),
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    let n = s.buy_ok("Tux", 1);
+    let http = common::Http::with_timeout(Duration::from_secs(30));
+    thread::scope(|sc| {
+        for _ in 0..100 {
+            let (http, front) = (&http, &s.front);
+            sc.spawn(move || {
+                let r = http.get(&format!("{front}/products"));
+                r.err_any(&[503, 504]);
+            });
+        }
+        // Let the flood reach the server.
+        thread::sleep(Duration::from_millis(500));
+        for _ in 0..3 {
+            let start = Instant::now();
+            let r = s.get(&format!("/orders/{n}"));
+            let took = start.elapsed();
+            assert_eq!(r.ok()["name"], "Tux", "{r:?}");
+            assert!(
+                took < Duration::from_secs(2),
+                "an order look-up took {took:?} during the flood"
+            );
+        }
+    });
+}

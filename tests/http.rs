@@ -67,6 +67,29 @@ fn body_of_exactly_one_mib_is_not_413() {
     s.post("/orders", &body).err(400, None);
 }
 
+#[test]
+fn chunked_body_over_one_mib_is_413_or_closed() {
+    let s = Stack::new();
+    let mut req = String::from(
+        "POST /orders HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let chunk = " ".repeat(64 * 1024);
+    for _ in 0..20 {
+        req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    match send_oversized(&s.front, req.into_bytes()) {
+        Ok(Some(r)) => {
+            assert_eq!(r.status, 413, "{r:?}");
+            assert_envelope(&r);
+        }
+        Ok(None) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+        Err(e) => panic!("neither 413 nor closed: {e}"),
+    }
+    s.get("/health").ok();
+}
+
 /// Sends `bytes` from another thread and reads the answer: a limit may close the
 /// connection before the whole request is written.
 fn send_oversized(base: &str, bytes: Vec<u8>) -> std::io::Result<Option<Resp>> {
