@@ -322,3 +322,63 @@ fn errors_carry_the_envelope_and_json_type() {
     s.post("/orders", "").err(400, None);
     s.post("/orders", "{").err(400, None);
 }
+
+#[test]
+fn large_catalog_pages() {
+    // 1500 products, some without the optional category column. The README fixes
+    // `limit` to 1..=1000 with a default of 100.
+    let mut seed = String::new();
+    for i in 0..1500 {
+        if i % 3 == 0 {
+            seed.push_str(&format!("{} Toy{i:04} {}.25 {}\n", i + 1, i % 50, i % 7));
+        } else {
+            seed.push_str(&format!(
+                "{} Toy{i:04} {}.25 {} cat{}\n",
+                i + 1,
+                i % 50,
+                i % 7,
+                i % 4
+            ));
+        }
+    }
+    let Some(s) = Stack::spawned_only_with(
+        "large_catalog_pages",
+        Options {
+            seed: Some(seed),
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    let first = names_of(&s.get("/products"));
+    assert_eq!(first.len(), 100, "default page");
+    let a = names_of(&s.get("/products?limit=1000"));
+    let b = names_of(&s.get("/products?limit=1000&offset=1000"));
+    assert_eq!(a.len(), 1000);
+    assert_eq!(b.len(), 500);
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    assert_eq!(all[..100], first[..]);
+    assert_eq!(all[0], "Toy0000", "seed order");
+    assert_eq!(all[1499], "Toy1499", "seed order");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1500, "every product exactly once");
+    s.get("/products?limit=0").err(400, None);
+    s.get("/products?limit=1001").err(400, None);
+
+    // Products without a category are in no category; the others filter exactly.
+    let r = s.get("/products?category=cat1&limit=1000");
+    let cat1 = names_of(&r);
+    let want: Vec<String> = (0..1500)
+        .filter(|i| i % 3 != 0 && i % 4 == 1)
+        .map(|i| format!("Toy{i:04}"))
+        .collect();
+    assert_eq!(cat1, want);
+    let r = s.get("/products?q=Toy000&limit=1000");
+    assert_eq!(names_of(&r).len(), 10, "Toy0000..Toy0009: {r:?}");
+    let one = s.get("/products/Toy1234");
+    assert_eq!(
+        one.ok(),
+        &serde_json::json!({"name":"Toy1234","price":34.25,"quantity":2})
+    );
+}

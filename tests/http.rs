@@ -338,7 +338,7 @@ fn stalled_clients_do_not_block_others() {
 #[test]
 fn stalled_request_is_dropped_within_30_s() {
     let s = Stack::new();
-    let mut socks = stalled(&s.front, 2);
+    let mut socks: Vec<TcpStream> = bases(&s).iter().flat_map(|b| stalled(b, 2)).collect();
     let start = Instant::now();
     for sock in &mut socks {
         sock.set_read_timeout(Some(Duration::from_secs(45)))
