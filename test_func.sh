@@ -19,6 +19,10 @@
 # 0, restarts, kill -9) print "skipped: needs spawned stack". Without FRONT set by the
 # caller, `cargo test` instead starts its own fresh stack per test.
 #
+# A few tests sell a product out and then expect 409 / a stock of 0; the catalog's
+# periodic restock (RESTOCK_PERIOD_MS, default 10 s) can refill it in between. For exact
+# results start the catalog with RESTOCK_PERIOD_MS=0 (the spawned stacks do).
+#
 # Exit status: 0 when every test passed, otherwise cargo's non-zero status.
 set -euo pipefail
 

@@ -133,3 +133,37 @@ fn default_seed_is_built_in() {
         "{r:?}"
     );
 }
+
+#[test]
+fn toystore_binary_runs_each_role() {
+    if skip("toystore_binary_runs_each_role") {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_toystore");
+    let dir = tempfile::tempdir().unwrap();
+    let cdir = dir.path().join("c");
+    let odir = dir.path().join("o");
+    let c = Extra::start_as(
+        Svc::Catalog,
+        bin,
+        &["catalog"],
+        &["--data-dir", cdir.to_str().unwrap()],
+    );
+    let o = Extra::start_as(
+        Svc::Order,
+        bin,
+        &["order"],
+        &["--data-dir", odir.to_str().unwrap(), "--catalog", c.url()],
+    );
+    let f = Extra::start_as(
+        Svc::Frontend,
+        bin,
+        &["frontend"],
+        &["--catalog", c.url(), "--order", o.url()],
+    );
+    let http = Http::default();
+    let r = http.post(&format!("{}/Whale/4", f.url()), "");
+    assert_eq!(common::order_number(&r), 0, "{r:?}");
+    let r = http.get(&format!("{}/products/Whale", f.url()));
+    assert_eq!(r.ok()["quantity"], 96, "{r:?}");
+}

@@ -120,8 +120,8 @@ fn sigkill_restart_keeps_stock_and_orders() {
 }
 
 #[test]
-fn frontend_sigterm_exits_zero_and_restarts() {
-    let Some(mut s) = Stack::spawned_only("frontend_sigterm_exits_zero_and_restarts") else {
+fn sigterm_and_sigint_exit_zero_and_restart() {
+    let Some(mut s) = Stack::spawned_only("sigterm_and_sigint_exit_zero_and_restart") else {
         return;
     };
     let n = s.buy_ok("Tux", 1);
@@ -133,6 +133,19 @@ fn frontend_sigterm_exits_zero_and_restarts() {
     s.restart(Svc::Frontend);
     assert_eq!(s.buy_ok("Tux", 1), n + 1);
     assert_eq!(s.stock("Tux"), 78);
+    // Ctrl-C is a graceful stop too, for every service.
+    for svc in [Svc::Frontend, Svc::Order, Svc::Catalog] {
+        let status = s.interrupt(svc);
+        assert!(
+            status.success(),
+            "{svc:?} exit status after SIGINT: {status}"
+        );
+    }
+    s.restart(Svc::Catalog);
+    s.restart(Svc::Order);
+    s.restart(Svc::Frontend);
+    assert_eq!(s.buy_ok("Tux", 1), n + 2);
+    assert_eq!(s.stock("Tux"), 77);
 }
 
 #[test]
@@ -369,6 +382,12 @@ fn check_after_crash(s: &Stack, test: &str, acked: &[(u64, String, u64)]) {
             }
             ok.then_some(readable)
         },
+    );
+    eprintln!(
+        "{test}: {} acknowledged, {} readable up to {:?}, last acknowledged {max_acked}",
+        acked.len(),
+        readable.len(),
+        readable.last()
     );
     // Numbering goes on after every readable number: none is reused.
     let readable_max = readable.last().copied().unwrap_or(0);

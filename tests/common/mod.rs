@@ -490,6 +490,9 @@ struct Proc {
     envs: Vec<(String, String)>,
     /// Working directory, when not the test's.
     cwd: Option<PathBuf>,
+    /// Run this program with these leading arguments instead of the service's binary
+    /// (`toystore catalog ...`).
+    program: Option<(String, Vec<String>)>,
 }
 
 impl Proc {
@@ -509,6 +512,7 @@ impl Proc {
             logs: Arc::new(Mutex::new(Vec::new())),
             envs: Vec::new(),
             cwd: None,
+            program: None,
         }
     }
 
@@ -540,7 +544,14 @@ impl Proc {
     }
 
     fn try_launch(&mut self, listen: &str, deadline: Instant) -> Result<(), String> {
-        let mut cmd = Command::new(self.svc.binary());
+        let mut cmd = match &self.program {
+            Some((program, lead)) => {
+                let mut c = Command::new(program);
+                c.args(lead);
+                c
+            }
+            None => Command::new(self.svc.binary()),
+        };
         if !self.envs.iter().any(|(k, _)| k == "LISTEN") {
             cmd.arg("--listen").arg(listen);
         }
@@ -630,15 +641,15 @@ impl Proc {
     }
 
     /// Sends SIGTERM and waits for the exit.
-    fn terminate(&mut self) -> ExitStatus {
+    fn terminate(&mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("service is not running");
         let pid = child.id().to_string();
         let ok = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .expect("run kill")
             .success();
-        assert!(ok, "kill -TERM {pid} failed");
+        assert!(ok, "kill -{signal} {pid} failed");
         let deadline = Instant::now() + STOP_DEADLINE;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -683,6 +694,17 @@ impl Extra {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         proc.cwd = cwd.map(|d| d.to_path_buf());
+        proc.launch("127.0.0.1:0");
+        Extra { proc }
+    }
+
+    /// Starts `svc` as a role of another program: `program lead... --listen ... args...`.
+    pub fn start_as(svc: Svc, program: &str, lead: &[&str], args: &[&str]) -> Extra {
+        let mut proc = Proc::new(svc, args.iter().map(|a| a.to_string()).collect(), false);
+        proc.program = Some((
+            program.to_string(),
+            lead.iter().map(|a| a.to_string()).collect(),
+        ));
         proc.launch("127.0.0.1:0");
         Extra { proc }
     }
@@ -926,7 +948,12 @@ impl Stack {
 
     /// SIGTERM, and wait for the exit.
     pub fn stop(&mut self, svc: Svc) -> ExitStatus {
-        self.proc_mut(svc).terminate()
+        self.proc_mut(svc).terminate("TERM")
+    }
+
+    /// SIGINT (Ctrl-C), and wait for the exit.
+    pub fn interrupt(&mut self, svc: Svc) -> ExitStatus {
+        self.proc_mut(svc).terminate("INT")
     }
 
     /// SIGKILL, and wait for the exit.
