@@ -382,3 +382,68 @@ fn large_catalog_pages() {
         &serde_json::json!({"name":"Toy1234","price":34.25,"quantity":2})
     );
 }
+
+#[test]
+fn reserved_characters_in_names_survive_forwarding() {
+    // The front-end decodes the path, then calls the catalog: a name with reserved
+    // characters must reach it as the same name, not as a query, fragment or path.
+    let seed = "1 a 1.00 5 plain\n2 a?b 2.00 5 odd\n3 c%d 3.00 5 odd\n4 x/y 4.00 5 odd\n\
+                5 p#q 5.00 5 odd\n6 m&n=o 6.00 5 odd\n7 plus+sign 7.00 5 odd\n";
+    let Some(s) = Stack::spawned_only_with(
+        "reserved_characters_in_names_survive_forwarding",
+        Options {
+            seed: Some(seed.into()),
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    for (path, name, price) in [
+        ("a%3Fb", "a?b", 2.0),
+        ("c%25d", "c%d", 3.0),
+        ("x%2Fy", "x/y", 4.0),
+        ("p%23q", "p#q", 5.0),
+        ("m%26n%3Do", "m&n=o", 6.0),
+        ("plus%2Bsign", "plus+sign", 7.0),
+        ("plus+sign", "plus+sign", 7.0),
+    ] {
+        let r = s.get(&format!("/products/{path}"));
+        let d = r.ok();
+        assert_eq!(d["name"], name, "/products/{path}: {r:?}");
+        assert_eq!(d["price"].as_f64(), Some(price), "/products/{path}: {r:?}");
+    }
+    for (q, want) in [
+        ("%3F", "a?b"),
+        ("%25", "c%d"),
+        ("%2F", "x/y"),
+        ("%23", "p#q"),
+        ("%26n%3D", "m&n=o"),
+        ("%2B", "plus+sign"),
+    ] {
+        let r = s.get(&format!("/products?q={q}"));
+        assert_eq!(names_of(&r), [want], "?q={q}: {r:?}");
+    }
+    let r = s.get("/products?category=odd&q=%26");
+    assert_eq!(names_of(&r), ["m&n=o"], "{r:?}");
+
+    // Buys and updates reach the right product too.
+    let n = s.buy_ok("a?b", 1);
+    let m = order_number_of(&s.post("/x%2Fy/2", ""));
+    let k = order_number_of(&s.post("/c%25d/3", ""));
+    assert_eq!((m, k), (n + 1, n + 2));
+    assert_eq!(s.stock("a%3Fb"), 4);
+    assert_eq!(s.stock("a"), 5, "the buy of \"a?b\" took from \"a\"");
+    assert_eq!(s.stock("x%2Fy"), 3);
+    assert_eq!(s.stock("c%25d"), 2);
+    let r = s.get(&format!("/orders/{m}"));
+    assert_eq!(r.ok()["name"], "x/y", "{r:?}");
+    let r = s.admin_put("p%23q", r#"{"price":9.5}"#);
+    assert_eq!(r.ok()["name"], "p#q", "{r:?}");
+    assert_eq!(s.product("p%23q"), (9.5, 5));
+    s.get("/products/p").err(404, Some("product not found"));
+}
+
+#[track_caller]
+fn order_number_of(r: &common::Resp) -> u64 {
+    common::order_number(r)
+}

@@ -107,3 +107,30 @@ fn order_service_routes() {
     assert_eq!(s.stock("Elephant"), 96);
     assert_eq!(s.buy_ok("Elephant", 1), 1);
 }
+
+#[test]
+fn request_id_reaches_the_backends() {
+    // README: every hop carries X-Request-Id and the backends log it.
+    let Some(mut s) = Stack::spawned_only("request_id_reaches_the_backends") else {
+        return;
+    };
+    let url = format!("{}/orders", s.front);
+    let r = s.http.post_h(
+        &url,
+        r#"{"name":"Tux","quantity":1}"#,
+        &[("X-Request-Id", "trace-4f2a9c")],
+    );
+    assert_eq!(r.header("x-request-id"), Some("trace-4f2a9c"), "{r:?}");
+    common::order_number(&r);
+    for svc in [common::Svc::Order, common::Svc::Catalog] {
+        let logs = common::eventually(
+            "the request id in the logs",
+            std::time::Duration::from_secs(5),
+            || {
+                let l = s.logs(svc);
+                l.contains("trace-4f2a9c").then_some(l)
+            },
+        );
+        assert!(logs.contains("trace-4f2a9c"));
+    }
+}

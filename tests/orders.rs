@@ -316,6 +316,22 @@ fn idempotency_key_concurrent_replays_buy_once() {
 }
 
 #[test]
+fn bad_idempotency_keys_are_400() {
+    // README: a key is 1-255 visible ASCII characters.
+    let s = Stack::new();
+    let toy = s.product_with_stock("Tux", 1);
+    let before = s.stock(&toy);
+    let url = format!("{}/orders", s.front);
+    let body = json!({"name": toy, "quantity": 1}).to_string();
+    for key in ["k".repeat(256), "has space".to_string(), String::new()] {
+        let r = s.http.post_h(&url, &body, &[("Idempotency-Key", &key)]);
+        assert_eq!(r.status, 400, "key {key:?}: {r:?}");
+        r.err(400, None);
+    }
+    assert_eq!(s.stock(&toy), before);
+}
+
+#[test]
 fn order_view_is_exact() {
     let s = Stack::new();
     let toy = s.product_with_stock("Whale", 1);
