@@ -241,6 +241,12 @@ fn crash_under_load(test: &str, victims: &[Svc], graceful: bool, rounds: usize) 
     ) else {
         return;
     };
+    let seed = std::env::var("TOYSTORE_DRILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{test}: drill seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
     let acked: Mutex<Vec<(u64, String, u64)>> = Mutex::new(Vec::new());
     for round in 0..rounds {
         let stop = AtomicBool::new(false);
@@ -285,6 +291,10 @@ fn crash_under_load(test: &str, victims: &[Svc], graceful: bool, rounds: usize) 
             {
                 thread::sleep(Duration::from_millis(10));
             }
+            // ... at a random moment after that, so that over the rounds the kill lands
+            // at every step of a buy (intent, catalog, commit, reply). The seed is printed
+            // so that a failing round can be replayed with TOYSTORE_DRILL_SEED.
+            thread::sleep(Duration::from_millis(rng.u64(0..150)));
             for &victim in victims {
                 if graceful {
                     let status = s.stop(victim);
@@ -443,7 +453,7 @@ fn kill_both_backends_under_load_repeatedly_loses_nothing() {
         "kill_both_backends_under_load_repeatedly_loses_nothing",
         &[Svc::Order, Svc::Catalog],
         false,
-        3,
+        5,
     );
 }
 

@@ -201,7 +201,10 @@ impl Backend {
         headers: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<Reply, BackendError> {
-        let _slot = self.bulkhead.acquire().ok_or(BackendError::Saturated(self.name))?;
+        let _slot = self
+            .bulkhead
+            .acquire()
+            .ok_or(BackendError::Saturated(self.name))?;
         let mut attempt = 0;
         loop {
             let result = self
