@@ -541,18 +541,19 @@ fn slowloris_senders_do_not_hold_up_other_clients() {
 fn many_idle_connections_do_not_starve_new_clients() {
     let mut limits = test_limits();
     limits.idle_timeout = Duration::from_secs(30);
+    limits.linger = Duration::from_millis(5);
     let server = start(limits);
     let mut idle = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..1000 {
         let mut stream = connect(server.addr);
         stream.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
         let mut reader = BufReader::new(stream);
         assert_eq!(read_reply(&mut reader, false).unwrap().status, 200);
         idle.push(reader);
     }
-    // 300 kept-alive connections, 4 workers: every one is parked, none holds a worker.
+    // 1,000 kept-alive connections, 4 workers: every one is parked, none holds a worker.
     assert_serving(server.addr);
-    let reader = &mut idle[150];
+    let reader = &mut idle[500];
     reader
         .get_mut()
         .write_all(b"GET /hello HTTP/1.1\r\n\r\n")
