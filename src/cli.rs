@@ -104,7 +104,7 @@ pub struct BackendArgs {
     /// Milliseconds a call to a peer may take before it fails as 504 (the contract allows 5 s).
     #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 4000)]
     pub backend_timeout_ms: u64,
-    /// Calls in flight to one peer at most; more wait up to 100 ms for a slot, then get
+    /// Calls in flight to one peer at most; more wait up to 1 s for a slot, then get
     /// 503. Bounds how many workers a peer that stops answering can hold.
     #[arg(long, default_value_t = 64)]
     pub backend_max_in_flight: usize,

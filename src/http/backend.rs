@@ -30,9 +30,10 @@ pub struct Backend {
 }
 
 /// How long a call waits for a free slot when the peer's cap is reached. A healthy
-/// peer frees slots within milliseconds; one that has stopped answering never does,
-/// and the call fails fast instead of tying up one more worker.
-const BULKHEAD_WAIT: Duration = Duration::from_millis(100);
+/// peer frees slots within milliseconds, a busy one within a few hundred; one that has
+/// stopped answering never does, and the call fails well before the peer's timeout
+/// instead of tying up one more worker for all of it.
+const BULKHEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// A counting semaphore whose acquire gives up after [`BULKHEAD_WAIT`].
 struct Bulkhead {
