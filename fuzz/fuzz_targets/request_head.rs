@@ -121,7 +121,9 @@ fn query(head: &Head) {
     assert!((1..=ListQuery::MAX_LIMIT).contains(&filter.limit));
     let mut forwarded = request;
     forwarded.head.target = format!("/products?{}", filter.to_query_string());
-    let pairs = forwarded.query_pairs().expect("our own query string decodes");
+    let pairs = forwarded
+        .query_pairs()
+        .expect("our own query string decodes");
     assert_eq!(ListQuery::from_pairs(&pairs).as_ref(), Ok(&filter));
 }
 

@@ -38,7 +38,10 @@ fn router() -> &'static Router {
                 Ok(Response::data(&(params.get(0), quantity)))
             })
             .route("GET", "/orders/{number}", |_, params| {
-                let number = params.get(0).parse::<u64>().map_err(|_| bad("bad number".into()))?;
+                let number = params
+                    .get(0)
+                    .parse::<u64>()
+                    .map_err(|_| bad("bad number".into()))?;
                 Ok(Response::data(&number))
             })
     })
