@@ -74,7 +74,11 @@ fn next_line(buf: &[u8], max_len: usize) -> Result<Option<&[u8]>, ProtocolError>
     match buf.windows(2).position(|w| w == b"\r\n") {
         Some(end) if end <= max_len => Ok(Some(&buf[..end])),
         Some(_) => Err(ProtocolError::Malformed("chunk line too long")),
-        None if buf.len() > max_len + 1 => Err(ProtocolError::Malformed("chunk line too long")),
+        // The CRLF may still straddle the end, so up to `max_len + 1` bytes may wait; the
+        // limit may be as large as usize::MAX (it is the configured head limit for trailers).
+        None if buf.len() > max_len.saturating_add(1) => {
+            Err(ProtocolError::Malformed("chunk line too long"))
+        }
         None => Ok(None),
     }
 }
@@ -161,6 +165,28 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(chunked(&raw).unwrap_err(), want, "{raw:?}");
+        }
+    }
+
+    /// Found by `cargo fuzz run chunked_body`: with a limit of `usize::MAX` (which
+    /// `--max-head-bytes` accepts) the "line too long" test overflowed, panicking in debug
+    /// builds and wrapping to a 431 for any trailer bytes not yet complete in release ones.
+    #[test]
+    fn limits_at_the_top_of_the_range() {
+        let cases: &[(&str, Option<(&str, usize)>)] = &[
+            ("0\r\n", None),
+            ("0\r\nx", None),
+            ("0\r\nx: 1\r\n", None),
+            ("0\r\nx: 1\r\n\r\n", Some(("", 11))),
+            ("3\r\nabc\r\n0\r\n\r\n", Some(("abc", 13))),
+        ];
+        for max in [usize::MAX, usize::MAX - 1] {
+            for (raw, want) in cases {
+                let got = take_body(raw.as_bytes(), Framing::Chunked, max, max).unwrap();
+                let got = got.as_ref().map(|(b, n)| (b.as_slice(), *n));
+                let want = want.map(|(b, n)| (b.as_bytes(), n));
+                assert_eq!(got, want, "{raw:?} with limit {max}");
+            }
         }
     }
 
