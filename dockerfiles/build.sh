@@ -8,6 +8,7 @@
 #   TOYSTORE_TAG           image tag (default: latest)
 #   TOYSTORE_SERVICES      which images to build (default: "catalog order frontend")
 #   CARGO_TARGET_DIR       respected, as cargo does
+#   TOYSTORE_BIN_DIR       skip cargo: take the (static) binaries from this folder
 #
 # Why static glibc: only the x86_64-unknown-linux-gnu target is installed (no musl).
 # `-C target-feature=+crt-static` links glibc statically. glibc >= 2.34 carries its
@@ -31,18 +32,22 @@ command -v cargo >/dev/null || { echo "build.sh: cargo not found" >&2; exit 1; }
 bins=()
 for s in $services; do bins+=(--bin "$s"); done
 
-echo "== cargo build --release --target $target (static glibc): $services"
-(
-  cd "$root"
-  # RUSTFLAGS with an explicit --target applies to the binaries only, not to
-  # build scripts and proc-macros, which must stay dynamic.
-  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build --release --locked --target "$target" "${bins[@]}"
-)
-
-outdir="${CARGO_TARGET_DIR:-$root/target}"
-case "$outdir" in /*) ;; *) outdir="$root/$outdir" ;; esac
-outdir="$outdir/$target/release"
+if [ -n "${TOYSTORE_BIN_DIR:-}" ]; then
+  outdir=$TOYSTORE_BIN_DIR
+  echo "== using prebuilt binaries from $outdir"
+else
+  echo "== cargo build --release --target $target (static glibc): $services"
+  (
+    cd "$root"
+    # RUSTFLAGS with an explicit --target applies to the binaries only, not to
+    # build scripts and proc-macros, which must stay dynamic.
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+      cargo build --release --locked --target "$target" "${bins[@]}"
+  )
+  outdir="${CARGO_TARGET_DIR:-$root/target}"
+  case "$outdir" in /*) ;; *) outdir="$root/$outdir" ;; esac
+  outdir="$outdir/$target/release"
+fi
 
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/toystore-image.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
@@ -52,7 +57,7 @@ revision=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 for s in $services; do
   bin="$outdir/$s"
-  [ -x "$bin" ] || { echo "build.sh: $bin missing after cargo build" >&2; exit 1; }
+  [ -x "$bin" ] || { echo "build.sh: $bin missing" >&2; exit 1; }
   # A scratch image has no loader: refuse a dynamically linked binary.
   if command -v readelf >/dev/null && readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
     echo "build.sh: $bin is dynamically linked; a scratch image cannot run it" >&2
