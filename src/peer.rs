@@ -15,7 +15,11 @@ pub struct PeerAddrError(String);
 
 impl fmt::Display for PeerAddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid peer address {:?}: expected host, host:port or http://host:port", self.0)
+        write!(
+            f,
+            "invalid peer address {:?}: expected host, host:port or http://host:port",
+            self.0
+        )
     }
 }
 
@@ -85,13 +89,25 @@ mod tests {
             ("[::1]", "http://[::1]:10086"),
         ];
         for (input, want) in cases {
-            assert_eq!(PeerAddr::parse(input, 10086).unwrap().url(), want, "{input}");
+            assert_eq!(
+                PeerAddr::parse(input, 10086).unwrap().url(),
+                want,
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn rejects_the_rest() {
-        for input in ["", "https://x:1", "x:notaport", "x:70000", "http://x/path", ":80", "a b"] {
+        for input in [
+            "",
+            "https://x:1",
+            "x:notaport",
+            "x:70000",
+            "http://x/path",
+            ":80",
+            "a b",
+        ] {
             assert!(PeerAddr::parse(input, 1).is_err(), "{input}");
         }
     }

@@ -70,3 +70,331 @@ pub struct OrderView {
     /// Units bought.
     pub quantity: u64,
 }
+
+/// A validated buy: what `POST /orders` carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyRequest {
+    /// The product's name.
+    pub name: String,
+    /// Units to buy, at least 1.
+    pub quantity: u64,
+}
+
+impl BuyRequest {
+    /// Parses and validates a JSON body. `quantity` must be a JSON integer ≥ 1 that fits
+    /// the stock type: `0`, `-1`, `1.5`, `"2"`, `null`, a missing field or a number too
+    /// large for u64 are all refused with a message saying so.
+    pub fn from_json(body: &[u8]) -> Result<BuyRequest, String> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| "invalid request: body must be a json object".to_string())?;
+        let object = value
+            .as_object()
+            .ok_or("invalid request: body must be a json object")?;
+        let name = match object.get("name") {
+            Some(serde_json::Value::String(name)) if !name.is_empty() => name.clone(),
+            _ => return Err("invalid request: name must be a non-empty string".into()),
+        };
+        let quantity = object
+            .get("quantity")
+            .ok_or("invalid request: quantity is missing")?;
+        Ok(BuyRequest {
+            name,
+            quantity: quantity_from_json(quantity)?,
+        })
+    }
+}
+
+/// A quantity from JSON: an integer ≥ 1 that fits in u64.
+pub fn quantity_from_json(value: &serde_json::Value) -> Result<u64, String> {
+    match value.as_u64() {
+        Some(q) if q >= 1 => Ok(q),
+        _ => Err("invalid request: quantity must be a positive integer".into()),
+    }
+}
+
+/// A quantity from a path segment (`POST /Tux/2`): decimal digits only, ≥ 1, fits in u64.
+pub fn quantity_from_text(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(q) if q >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(q),
+        _ => Err("invalid request: quantity must be a positive integer".into()),
+    }
+}
+
+/// The catalog's internal buy: idempotent on `buy_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogBuy {
+    /// Chosen by the order service; a repeat returns the first outcome.
+    pub buy_id: u64,
+    /// The product's name.
+    pub name: String,
+    /// Units, ≥ 1.
+    pub quantity: u64,
+    /// Every buy id below this is settled in the order log: the catalog may forget them.
+    #[serde(default)]
+    pub settled_below: u64,
+}
+
+/// What the catalog knows of a buy id (`POST /buys/{id}/resolve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuyState {
+    /// The stock was taken.
+    Applied,
+    /// It never took stock and never will.
+    Voided,
+}
+
+/// The reply to a catalog buy or resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyOutcome {
+    /// Applied or voided.
+    pub state: BuyState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buy_bodies_table() {
+        let ok: &[(&str, u64)] = &[
+            (r#"{"name":"Tux","quantity":1}"#, 1),
+            (
+                r#"{"quantity":18446744073709551615,"name":"Tux","extra":true}"#,
+                u64::MAX,
+            ),
+        ];
+        for (body, quantity) in ok {
+            assert_eq!(
+                BuyRequest::from_json(body.as_bytes()).unwrap().quantity,
+                *quantity,
+                "{body}"
+            );
+        }
+        let bad = [
+            r#"{"name":"Tux","quantity":0}"#,
+            r#"{"name":"Tux","quantity":-1}"#,
+            r#"{"name":"Tux","quantity":1.5}"#,
+            r#"{"name":"Tux","quantity":2.0}"#,
+            r#"{"name":"Tux","quantity":"2"}"#,
+            r#"{"name":"Tux","quantity":null}"#,
+            r#"{"name":"Tux","quantity":1e30}"#,
+            r#"{"name":"Tux","quantity":18446744073709551616}"#,
+            r#"{"name":"Tux"}"#,
+            r#"{"name":"","quantity":1}"#,
+            r#"{"name":5,"quantity":1}"#,
+            r#"{"quantity":1}"#,
+            r#"[1]"#,
+            r#"{"name":"Tux","quantity":1"#,
+            "",
+        ];
+        for body in bad {
+            assert!(BuyRequest::from_json(body.as_bytes()).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn path_quantities_table() {
+        for (text, want) in [
+            ("1", Some(1)),
+            ("007", Some(7)),
+            ("0", None),
+            ("-1", None),
+            ("+1", None),
+            ("1.0", None),
+            ("abc", None),
+            ("", None),
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(quantity_from_text(text).ok(), want, "{text}");
+        }
+    }
+}
+
+/// Filters of `GET /products`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this category (case-insensitive).
+    pub category: Option<String>,
+    /// Only names containing this (case-insensitive).
+    pub q: Option<String>,
+    /// At most this many items (1..=1000, default 100).
+    pub limit: usize,
+    /// Skip this many first.
+    pub offset: usize,
+}
+
+impl ListQuery {
+    /// Largest page a client may ask for.
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// Validates decoded query pairs. Unknown parameters are ignored, as HTTP APIs
+    /// customarily do; known ones with bad values are refused.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<ListQuery, String> {
+        let mut query = ListQuery {
+            limit: 100,
+            ..ListQuery::default()
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "category" => query.category = Some(value.clone()),
+                "q" => query.q = Some(value.clone()),
+                "limit" => match value.parse::<usize>() {
+                    Ok(n)
+                        if (1..=Self::MAX_LIMIT).contains(&n)
+                            && value.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        query.limit = n
+                    }
+                    _ => {
+                        return Err(format!(
+                            "invalid limit: must be an integer from 1 to {}",
+                            Self::MAX_LIMIT
+                        ))
+                    }
+                },
+                "offset" => match value.parse::<usize>() {
+                    Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) => query.offset = n,
+                    _ => return Err("invalid offset: must be a non-negative integer".into()),
+                },
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+
+    /// The canonical query string, percent-encoded, for forwarding.
+    pub fn to_query_string(&self) -> String {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let mut parts = vec![
+            format!("limit={}", self.limit),
+            format!("offset={}", self.offset),
+        ];
+        if let Some(category) = &self.category {
+            parts.push(format!(
+                "category={}",
+                utf8_percent_encode(category, NON_ALPHANUMERIC)
+            ));
+        }
+        if let Some(q) = &self.q {
+            parts.push(format!("q={}", utf8_percent_encode(q, NON_ALPHANUMERIC)));
+        }
+        parts.join("&")
+    }
+}
+
+/// An admin update (`PUT /products/{name}`): new price and/or stock.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProductUpdate {
+    /// New price, finite and ≥ 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// New stock, an integer ≥ 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+}
+
+impl ProductUpdate {
+    /// Parses and validates: at least one of the two, nothing else, sane values.
+    pub fn from_json(body: &[u8]) -> Result<ProductUpdate, String> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| "invalid request: body must be a json object".to_string())?;
+        let object = value
+            .as_object()
+            .ok_or("invalid request: body must be a json object")?;
+        if let Some(key) = object.keys().find(|k| *k != "price" && *k != "quantity") {
+            return Err(format!("invalid request: unknown field {key:?}"));
+        }
+        let price = match object.get("price") {
+            None => None,
+            Some(v) => match v.as_f64() {
+                Some(p) if p.is_finite() && p >= 0.0 && v.is_number() => Some(p),
+                _ => return Err("invalid request: price must be a non-negative number".into()),
+            },
+        };
+        let quantity = match object.get("quantity") {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or("invalid request: quantity must be a non-negative integer")?,
+            ),
+        };
+        if price.is_none() && quantity.is_none() {
+            return Err("invalid request: give price and/or quantity".into());
+        }
+        Ok(ProductUpdate { price, quantity })
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_queries_table() {
+        let q = ListQuery::from_pairs(&pairs(&[
+            ("category", "animal"),
+            ("q", "t u"),
+            ("limit", "2"),
+            ("offset", "1"),
+            ("x", "y"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (q.category.as_deref(), q.q.as_deref(), q.limit, q.offset),
+            (Some("animal"), Some("t u"), 2, 1)
+        );
+        assert_eq!(
+            q.to_query_string(),
+            "limit=2&offset=1&category=animal&q=t%20u"
+        );
+        for bad in [
+            ("limit", "0"),
+            ("limit", "-1"),
+            ("limit", "abc"),
+            ("limit", "1001"),
+            ("offset", "-1"),
+            ("offset", "1.5"),
+            ("offset", "+1"),
+        ] {
+            assert!(ListQuery::from_pairs(&pairs(&[bad])).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn updates_table() {
+        assert_eq!(
+            ProductUpdate::from_json(br#"{"price":1.5}"#).unwrap(),
+            ProductUpdate {
+                price: Some(1.5),
+                quantity: None
+            }
+        );
+        assert_eq!(
+            ProductUpdate::from_json(br#"{"quantity":0}"#).unwrap(),
+            ProductUpdate {
+                price: None,
+                quantity: Some(0)
+            }
+        );
+        for bad in [
+            r#"{}"#,
+            r#"{"price":-1}"#,
+            r#"{"price":"1"}"#,
+            r#"{"quantity":1.5}"#,
+            r#"{"quantity":-2}"#,
+            r#"{"qty":1}"#,
+            r#"[]"#,
+            "x",
+        ] {
+            assert!(ProductUpdate::from_json(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,3 +1,8 @@
-fn main() {
-    eprintln!("catalog: not built yet");
+//! The catalog service binary: flags in [`toystore::cli::CatalogArgs`].
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    toystore::cli::run_catalog(toystore::cli::CatalogArgs::parse())
 }

@@ -1,1 +1,9 @@
-//! (being written)
+//! Durable state on disk, shared by the catalog and the order service.
+//!
+//! - [`journal`]: an append-only file of JSON-line records with group commit.
+//! - [`snapshot`]: whole-file replacement that a crash can never leave half-written.
+
+pub mod journal;
+pub mod snapshot;
+
+pub use journal::{Journal, Recovered, Ticket};

@@ -1,0 +1,202 @@
+//! Calls from one service to another: one pooled, keep-alive `ureq` agent per peer,
+//! explicit timeouts, backend statuses passed through, and failures of the transport
+//! turned into 503/504 with the envelope.
+
+use super::error::ApiError;
+use crate::peer::PeerAddr;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A peer service.
+pub struct Backend {
+    /// The peer's name in error messages (`catalog`).
+    name: &'static str,
+    base: PeerAddr,
+    agent: ureq::Agent,
+    /// Extra attempts after a transport failure (never after a timeout).
+    retries: u32,
+    /// Whether the last call or probe got an answer.
+    up: AtomicBool,
+}
+
+/// A reply from a backend, whatever its status.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The body, read to the end so the connection goes back to the pool.
+    pub body: Vec<u8>,
+}
+
+/// Why a backend call got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendError {
+    /// The connection could not be made: the request was never sent.
+    Refused(&'static str),
+    /// Reset or closed mid-call: the request may or may not have been acted on.
+    Unavailable(&'static str),
+    /// No answer within the timeout.
+    Timeout(&'static str),
+}
+
+impl BackendError {
+    /// 503 for a peer that is down, 504 for one that is too slow.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            BackendError::Refused(name) | BackendError::Unavailable(name) => {
+                ApiError::new(503, format!("{name} service is unavailable"))
+            }
+            BackendError::Timeout(name) => {
+                ApiError::new(504, format!("{name} service did not answer in time"))
+            }
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> Self {
+        error.to_api_error()
+    }
+}
+
+impl Backend {
+    /// An agent for `base` that keeps up to `pool` idle connections (one per worker that
+    /// may call it at once, so that connections are reused, not re-opened).
+    pub fn new(
+        name: &'static str,
+        base: PeerAddr,
+        timeout: Duration,
+        pool: usize,
+        retries: u32,
+    ) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout.min(Duration::from_secs(1))))
+            .max_idle_connections(pool)
+            .max_idle_connections_per_host(pool)
+            .max_idle_age(Duration::from_secs(30))
+            .user_agent(format!("toystore/{}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Backend {
+            name,
+            base,
+            agent: config.into(),
+            retries,
+            up: AtomicBool::new(false),
+        }
+    }
+
+    /// The peer's base URL.
+    pub fn base(&self) -> &PeerAddr {
+        &self.base
+    }
+
+    /// Whether the peer answered its last call or probe.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Asks the peer's `/health` and records whether it answered.
+    pub fn probe(&self) -> bool {
+        matches!(self.get("/health", ""), Ok(Reply { status: 200, .. }))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str, request_id: &str) -> Result<Reply, BackendError> {
+        self.call("GET", path, None, &[("X-Request-Id", request_id)], true)
+    }
+
+    /// `POST`/`PUT` with a JSON body. A call that may have reached the peer is retried
+    /// only when `idempotent` (the request carries a buy id or an idempotency key);
+    /// one refused at connect is always retried, as it was never sent.
+    pub fn send_json(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        idempotent: bool,
+    ) -> Result<Reply, BackendError> {
+        self.call(method, path, Some(body), headers, idempotent)
+    }
+
+    fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+        idempotent: bool,
+    ) -> Result<Reply, BackendError> {
+        let url = format!("{}{}", self.base.url(), path);
+        let mut attempt = 0;
+        loop {
+            let result = self.once(method, &url, body, headers);
+            self.up.store(result.is_ok(), Ordering::Relaxed);
+            match result {
+                Err(BackendError::Refused(_)) | Err(BackendError::Unavailable(_))
+                    if attempt < self.retries
+                        && (idempotent || matches!(result, Err(BackendError::Refused(_)))) =>
+                {
+                    attempt += 1;
+                    // Jittered exponential backoff: 5-10 ms, 10-20 ms, ...
+                    let base = 5u64 << attempt.min(6);
+                    std::thread::sleep(Duration::from_millis(base + fastrand::u64(0..=base)));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn once(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, BackendError> {
+        let result = match (method, body) {
+            ("GET", _) => headers
+                .iter()
+                .fold(self.agent.get(url), |r, (k, v)| r.header(*k, *v))
+                .call(),
+            ("PUT", Some(body)) => headers
+                .iter()
+                .fold(self.agent.put(url), |r, (k, v)| r.header(*k, *v))
+                .header("Content-Type", "application/json")
+                .send(body),
+            (_, body) => headers
+                .iter()
+                .fold(self.agent.post(url), |r, (k, v)| r.header(*k, *v))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or_default()),
+        };
+        let mut response = result.map_err(|e| self.classify(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_vec()
+            .map_err(|e| self.classify(e))?;
+        Ok(Reply { status, body })
+    }
+
+    fn classify(&self, error: ureq::Error) -> BackendError {
+        match error {
+            ureq::Error::Timeout(_) => BackendError::Timeout(self.name),
+            ureq::Error::Io(e)
+                if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+            {
+                BackendError::Timeout(self.name)
+            }
+            ureq::Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                BackendError::Refused(self.name)
+            }
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+                BackendError::Refused(self.name)
+            }
+            _ => BackendError::Unavailable(self.name),
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! One client connection: its socket and read buffer, and the loop a worker runs to
+//! serve requests from it until it has nothing more to read right now.
+
+use super::body::take_body;
+use super::error::{ApiError, ProtocolError};
+use super::request::{parse_head, Request};
+use super::response::Response;
+use super::router::Routed;
+use super::server::Shared;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How much a single read asks the kernel for.
+const READ_CHUNK: usize = 8 * 1024;
+/// After an error response, at most this much of what the client still sends is read
+/// and dropped before closing, so that the close does not reset the connection and
+/// destroy the response before the client has read it.
+const DRAIN_LIMIT: usize = 256 * 1024;
+const DRAIN_TIME: Duration = Duration::from_millis(500);
+
+/// A connection between requests, owned by a worker or parked in the reactor.
+pub(crate) struct Conn {
+    /// The socket (blocking, with the linger as read timeout and the write timeout set).
+    pub stream: TcpStream,
+    /// Bytes read but not yet consumed: a partial request or pipelined ones.
+    pub buf: Vec<u8>,
+    /// When the first byte of the request now in `buf` arrived; `None` between requests.
+    pub request_started: Option<Instant>,
+    /// When a response was last written (or the connection accepted): the idle clock.
+    pub last_active: Instant,
+    /// Whether `100 Continue` was already sent for the request in `buf`.
+    pub continue_sent: bool,
+    /// Requests served so far.
+    pub served: usize,
+    /// The reactor's key for this connection, fixed for its life.
+    pub token: usize,
+    /// Whether the reactor has registered the socket before (then it re-arms it).
+    pub registered: bool,
+    /// Keeps the open-connection count right however the connection ends.
+    _open: OpenGuard,
+}
+
+/// Counts a connection as open from accept until it is dropped.
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the worker does with a connection after serving it.
+pub(crate) enum Next {
+    /// Nothing to read right now: hand it to the reactor until it is readable.
+    Park(Conn),
+    /// Done with it (close, error, shutdown, or the peer went away).
+    Close,
+}
+
+impl Conn {
+    /// Wraps an accepted socket and counts it as open.
+    pub fn new(stream: TcpStream, token: usize, shared: &Arc<Shared>) -> Self {
+        shared
+            .metrics
+            .open_connections
+            .fetch_add(1, Ordering::Relaxed);
+        Conn {
+            stream,
+            buf: Vec::new(),
+            request_started: None,
+            last_active: Instant::now(),
+            continue_sent: false,
+            served: 0,
+            token,
+            registered: false,
+            _open: OpenGuard(Arc::clone(shared)),
+        }
+    }
+
+    /// Serves every request that is or soon becomes available, then parks or closes.
+    /// `out` is the worker's reusable response buffer.
+    pub fn serve(mut self, shared: &Shared, out: &mut Vec<u8>) -> Next {
+        loop {
+            match self.next_request(shared) {
+                Ok(Some(request)) => {
+                    if !self.respond(shared, request, out) {
+                        return Next::Close;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.fail(shared, error, out);
+                    return Next::Close;
+                }
+            }
+            if shared.shutting_down() {
+                return Next::Close;
+            }
+            if let Some(started) = self.request_started {
+                if started.elapsed() >= shared.limits.request_timeout {
+                    self.fail(shared, ProtocolError::Timeout, out);
+                    return Next::Close;
+                }
+            }
+            // Others are waiting for a worker: do not linger on this one.
+            if shared.limits.linger.is_zero() || shared.queued() > 0 {
+                return self.park();
+            }
+            match self.read_more() {
+                Ok(0) => return Next::Close,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return self.park()
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// Reads what the socket has (waiting at most the linger).
+    pub fn read_more(&mut self) -> io::Result<usize> {
+        let old = self.buf.len();
+        self.buf.resize(old + READ_CHUNK, 0);
+        let result = self.stream.read(&mut self.buf[old..]);
+        self.buf.truncate(old + *result.as_ref().unwrap_or(&0));
+        if matches!(result, Ok(n) if n > 0) && self.request_started.is_none() {
+            self.request_started = Some(Instant::now());
+        }
+        result
+    }
+
+    fn park(mut self) -> Next {
+        if self.buf.is_empty() {
+            // An idle connection keeps no buffer: a thousand of them should cost little.
+            self.buf = Vec::new();
+        }
+        Next::Park(self)
+    }
+
+    /// Takes one complete request off the front of the buffer, if there is one.
+    fn next_request(&mut self, shared: &Shared) -> Result<Option<Request>, ProtocolError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let limits = &shared.limits;
+        let Some((head, head_len)) = parse_head(&self.buf, limits)? else {
+            return Ok(None);
+        };
+        let body = take_body(
+            &self.buf[head_len..],
+            head.framing,
+            limits.max_body_bytes,
+            limits.max_head_bytes,
+        )?;
+        let Some((body, body_len)) = body else {
+            if head.expects_continue && !self.continue_sent {
+                self.continue_sent = true;
+                // If this fails the next read fails too and closes the connection.
+                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            return Ok(None);
+        };
+        self.buf.drain(..head_len + body_len);
+        self.request_started = if self.buf.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        self.continue_sent = false;
+        let request_id = shared.request_id(head.header("x-request-id"));
+        Ok(Some(Request {
+            head,
+            body,
+            request_id,
+        }))
+    }
+
+    /// Runs the handler and writes its response. Returns whether to keep the connection.
+    fn respond(&mut self, shared: &Shared, request: Request, out: &mut Vec<u8>) -> bool {
+        let started = Instant::now();
+        shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let routed =
+            catch_unwind(AssertUnwindSafe(|| shared.dispatch(&request))).unwrap_or_else(|_| {
+                Routed {
+                    route: "panic",
+                    response: ApiError::new(500, "internal error").into(),
+                }
+            });
+        shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.served += 1;
+        let keep_alive = request.head.keep_alive
+            && !shared.shutting_down()
+            && self.served < shared.limits.max_requests_per_connection;
+        out.clear();
+        routed.response.encode(
+            out,
+            keep_alive,
+            request.method() == "HEAD",
+            &request.request_id,
+        );
+        let written = self.stream.write_all(out).is_ok();
+        self.last_active = Instant::now();
+        shared.record(
+            &request,
+            routed.route,
+            routed.response.status,
+            out.len(),
+            started.elapsed(),
+        );
+        written && keep_alive
+    }
+
+    /// Answers a protocol error with the envelope and closes gently.
+    fn fail(&mut self, shared: &Shared, error: ProtocolError, out: &mut Vec<u8>) {
+        let error = error.to_api_error();
+        shared
+            .metrics
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        out.clear();
+        Response::from(error).encode(out, false, false, "");
+        if self.stream.write_all(out).is_ok() {
+            lingering_close(&mut self.stream);
+        }
+    }
+}
+
+/// Half-closes, then reads and drops a bounded amount of whatever the client is still
+/// sending, so that the kernel does not answer it with a reset that can destroy the
+/// response the client has not read yet.
+pub(crate) fn lingering_close(stream: &mut TcpStream) {
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(DRAIN_TIME));
+    let deadline = Instant::now() + DRAIN_TIME;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT && Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Every limit the server enforces, in one place, with the reason for each default.
+
+use std::time::Duration;
+
+/// Limits and sizes of one server. `Limits::default()` holds the contract's defaults;
+/// every field can be set from the command line (see [`crate::cli::LimitArgs`]).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request line + headers. 64 KiB is the contract's bound (→ 431); real clients send < 8 KiB.
+    pub max_head_bytes: usize,
+    /// Header count (→ 431). httparse needs a fixed slot array; 100 is far above what clients send.
+    pub max_headers: usize,
+    /// Request body (→ 413). Our bodies are a few dozen bytes; 1 MiB is the contract's bound.
+    pub max_body_bytes: usize,
+    /// From a request's first byte to its last (→ 408 and close). Bounds slowloris senders.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept before it is closed quietly.
+    pub idle_timeout: Duration,
+    /// Requests served on one connection before it is closed, so no client holds one forever.
+    pub max_requests_per_connection: usize,
+    /// A response that cannot be written within this (a client that does not read) closes it.
+    pub write_timeout: Duration,
+    /// How long a worker waits on its connection for the next request before handing the
+    /// connection to the reactor. Keep-alive clients usually send the next request within
+    /// microseconds; waiting briefly saves the hand-off, waiting long would pin a worker.
+    pub linger: Duration,
+    /// Worker threads. Handlers block (on a backend call or on a group-commit fsync), so the
+    /// pool is sized for concurrent requests, not for cores.
+    pub workers: usize,
+    /// Open connections; beyond this new ones are closed at accept. Idle ones cost a
+    /// buffer and a slot in the reactor, not a thread.
+    pub max_connections: usize,
+    /// Connections ready to be served but waiting for a worker. Past this the server is
+    /// saturated and answers new connections 503 at once instead of queueing without bound.
+    pub max_queue: usize,
+    /// On shutdown, how long in-flight requests get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_requests_per_connection: 100_000,
+            write_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            workers: 64,
+            max_connections: 10_000,
+            max_queue: 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! The server: a listener, a bounded pool of worker threads fed through a
+//! crossbeam channel, and a reactor thread that holds idle connections.
+//!
+//! A worker owns a connection while requests keep coming, waiting at most
+//! [`Limits::linger`] for the next one. A connection with nothing to read is handed to
+//! the reactor, which waits for it to become readable (epoll, through mio) without a
+//! thread, sends it back to the pool when it is, and closes it when its idle or request
+//! deadline passes. So a thousand idle keep-alive clients cost a thousand small entries,
+//! not a thousand threads, and a slow sender holds a worker only while bytes arrive.
+
+use super::conn::{Conn, Next};
+use super::error::ApiError;
+use super::limits::Limits;
+use super::metrics::{Metrics, Sampled};
+use super::request::Request;
+use super::response::Response;
+use super::router::{Routed, Router};
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN_TOKEN: usize = 2;
+/// How often the reactor looks for connections past their deadline.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// Extra Prometheus lines a service adds to `/metrics` (its own gauges).
+pub type MetricsExtra = Box<dyn Fn() -> String + Send + Sync>;
+
+/// What every worker and the reactor share.
+pub(crate) struct Shared {
+    /// The service's name, for logs and metrics.
+    pub name: &'static str,
+    pub router: Router,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    metrics_extra: Option<MetricsExtra>,
+    shutdown: Arc<AtomicBool>,
+    /// A receiver kept only to read the queue length.
+    jobs: Receiver<Conn>,
+    parked: AtomicUsize,
+    access_log: Option<Sender<String>>,
+    request_ids: AtomicU64,
+    id_prefix: u32,
+}
+
+impl Shared {
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Connections waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// The request's id: the client's `X-Request-Id` when it is sane, else a new one.
+    pub fn request_id(&self, given: Option<&str>) -> String {
+        match given {
+            Some(id)
+                if (1..=128).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+            {
+                id.to_string()
+            }
+            _ => format!(
+                "{:08x}{:06x}",
+                self.id_prefix,
+                self.request_ids.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+
+    /// Routes a request; `GET /metrics` is answered here for every service.
+    pub fn dispatch(&self, request: &Request) -> Routed {
+        if request.head.path() == "/metrics" && matches!(request.method(), "GET" | "HEAD") {
+            let sampled = Sampled {
+                workers: self.limits.workers,
+                queued: self.queued(),
+                parked: self.parked.load(Ordering::Relaxed),
+            };
+            let extra = self.metrics_extra.as_ref().map(|f| f()).unwrap_or_default();
+            let body = self.metrics.render(self.name, sampled, &extra);
+            return Routed {
+                route: "/metrics",
+                response: Response::text(200, "text/plain; version=0.0.4", body),
+            };
+        }
+        self.router.dispatch(request)
+    }
+
+    /// Metrics and the access-log line of one answered request.
+    pub fn record(
+        &self,
+        request: &Request,
+        route: &'static str,
+        status: u16,
+        bytes: usize,
+        elapsed: Duration,
+    ) {
+        self.metrics
+            .record(route, request.method(), status, elapsed);
+        if let Some(log) = &self.access_log {
+            let line = format!(
+                "{} {} {} {} {} {}B {:.3}ms\n",
+                self.name,
+                request.request_id,
+                request.method(),
+                request.head.target,
+                status,
+                bytes,
+                elapsed.as_secs_f64() * 1000.0
+            );
+            let _ = log.send(line);
+        }
+    }
+}
+
+/// Stops a running server: stop accepting, finish in-flight requests, return from `run`.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop; returns at once.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+/// Options a service sets on its server.
+pub struct ServerOptions {
+    /// The service's name (`catalog`), in logs and metrics.
+    pub name: &'static str,
+    /// Limits and pool sizes.
+    pub limits: Limits,
+    /// Whether to write one access-log line per request to stdout.
+    pub access_log: bool,
+    /// Service-specific lines for `/metrics`.
+    pub metrics_extra: Option<MetricsExtra>,
+}
+
+/// A bound server, not yet running. Binding first lets callers (and tests, on port 0)
+/// learn the real address before serving.
+pub struct Server {
+    listener: TcpListener,
+    poll: Poll,
+    handle: ShutdownHandle,
+    router: Router,
+    options: ServerOptions,
+}
+
+impl Server {
+    /// Binds `addr` and prepares the reactor.
+    pub fn bind(addr: &str, router: Router, options: ServerOptions) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        Self::from_listener(listener, router, options)
+    }
+
+    /// Uses a listener bound elsewhere.
+    pub fn from_listener(
+        listener: TcpListener,
+        router: Router,
+        options: ServerOptions,
+    ) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let handle = ShutdownHandle {
+            flag: Arc::new(AtomicBool::new(false)),
+            waker,
+        };
+        Ok(Server {
+            listener,
+            poll,
+            handle,
+            router,
+            options,
+        })
+    }
+
+    /// The address really bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that stops [`Server::run`] from another thread (a signal handler).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until shut down, then lets in-flight requests finish within the grace period.
+    pub fn run(self) -> io::Result<()> {
+        let Server {
+            listener,
+            mut poll,
+            handle,
+            router,
+            options,
+        } = self;
+        let limits = options.limits;
+        // Each connection is in exactly one place (a worker, this queue, or the reactor),
+        // so a queue as large as the connection limit can never overflow.
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Conn>(limits.max_connections + 1);
+        let (park_tx, park_rx) = crossbeam_channel::unbounded::<Conn>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+        let access_log = options.access_log.then(spawn_access_log);
+        let shared = Arc::new(Shared {
+            name: options.name,
+            router,
+            metrics: Metrics::default(),
+            metrics_extra: options.metrics_extra,
+            shutdown: Arc::clone(&handle.flag),
+            jobs: job_rx.clone(),
+            parked: AtomicUsize::new(0),
+            access_log,
+            request_ids: AtomicU64::new(0),
+            id_prefix: fastrand::u32(..),
+            limits,
+        });
+
+        for index in 0..shared.limits.workers.max(1) {
+            let (jobs, park, done, waker, shared) = (
+                job_rx.clone(),
+                park_tx.clone(),
+                done_tx.clone(),
+                Arc::clone(&handle.waker),
+                Arc::clone(&shared),
+            );
+            thread::Builder::new()
+                .name(format!("{}-worker-{index}", shared.name))
+                .spawn(move || {
+                    work(&jobs, &park, &waker, &shared);
+                    drop(done);
+                })?;
+        }
+        drop((job_rx, park_tx, done_tx));
+
+        poll.registry().register(
+            &mut SourceFd(&listener.as_raw_fd()),
+            LISTENER,
+            Interest::READABLE,
+        )?;
+        let mut reactor = Reactor {
+            listener,
+            jobs: job_tx,
+            parked: HashMap::new(),
+            next_token: FIRST_CONN_TOKEN,
+            shared: Arc::clone(&shared),
+        };
+        let result = reactor.run(&mut poll, &park_rx);
+        // Stop accepting and drop idle connections; queued ones are still served.
+        drop(reactor);
+        drop(park_rx);
+        let deadline = Instant::now() + shared.limits.shutdown_grace;
+        // Every worker holds a `done` sender; all are gone when the last worker exits.
+        while done_rx.recv_deadline(deadline).is_ok() {}
+        result
+    }
+}
+
+/// A worker: serves connections from the queue until the queue is closed.
+fn work(jobs: &Receiver<Conn>, park: &Sender<Conn>, waker: &Waker, shared: &Shared) {
+    let mut out = Vec::with_capacity(1024);
+    for conn in jobs.iter() {
+        shared.metrics.busy_workers.fetch_add(1, Ordering::Relaxed);
+        let next = conn.serve(shared, &mut out);
+        shared.metrics.busy_workers.fetch_sub(1, Ordering::Relaxed);
+        if let Next::Park(conn) = next {
+            if !shared.shutting_down() && park.send(conn).is_ok() {
+                let _ = waker.wake();
+            }
+        }
+    }
+}
+
+/// Holds idle connections and accepts new ones.
+struct Reactor {
+    listener: TcpListener,
+    jobs: Sender<Conn>,
+    parked: HashMap<usize, Conn>,
+    next_token: usize,
+    shared: Arc<Shared>,
+}
+
+impl Reactor {
+    fn run(&mut self, poll: &mut Poll, park_rx: &Receiver<Conn>) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            if self.shared.shutting_down() {
+                return Ok(());
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(token) => {
+                        if let Some(conn) = self.parked.remove(&token) {
+                            self.dispatch(conn);
+                        }
+                    }
+                }
+            }
+            for conn in park_rx.try_iter() {
+                self.park(poll, conn);
+            }
+            if Instant::now() >= next_sweep {
+                self.sweep();
+                // A refused accept (out of file descriptors) is retried here.
+                self.accept();
+                next_sweep = Instant::now() + SWEEP_EVERY;
+            }
+            self.shared
+                .parked
+                .store(self.parked.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // WouldBlock: all accepted. Anything else (EMFILE): retried at the next sweep.
+                Err(_) => return,
+            };
+            let limits = &self.shared.limits;
+            let open = self.shared.metrics.open_connections.load(Ordering::Relaxed);
+            if open >= limits.max_connections || self.jobs.len() >= limits.max_queue {
+                self.shared
+                    .metrics
+                    .rejected_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                refuse(
+                    stream,
+                    ApiError::unavailable("server is saturated, try again"),
+                );
+                continue;
+            }
+            if configure(&stream, limits).is_err() {
+                continue;
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            self.dispatch(Conn::new(stream, token, &self.shared));
+        }
+    }
+
+    fn dispatch(&mut self, conn: Conn) {
+        // Cannot be full (see `run`); if it were, dropping the connection closes it.
+        let _ = self.jobs.try_send(conn);
+    }
+
+    fn park(&mut self, poll: &Poll, mut conn: Conn) {
+        let fd = conn.stream.as_raw_fd();
+        let token = Token(conn.token);
+        // Re-arming reports the socket at once if bytes arrived since the worker's last read.
+        let armed = if conn.registered {
+            poll.registry()
+                .reregister(&mut SourceFd(&fd), token, Interest::READABLE)
+        } else {
+            poll.registry()
+                .register(&mut SourceFd(&fd), token, Interest::READABLE)
+        };
+        if armed.is_ok() {
+            conn.registered = true;
+            self.parked.insert(conn.token, conn);
+        }
+    }
+
+    /// Closes connections past their deadline: a stalled request gets a 408 first.
+    fn sweep(&mut self) {
+        let limits = &self.shared.limits;
+        let now = Instant::now();
+        let expired: Vec<usize> = self
+            .parked
+            .iter()
+            .filter(|(_, conn)| match conn.request_started {
+                Some(started) => now >= started + limits.request_timeout,
+                None => now >= conn.last_active + limits.idle_timeout,
+            })
+            .map(|(token, _)| *token)
+            .collect();
+        for token in expired {
+            if let Some(conn) = self.parked.remove(&token) {
+                if conn.request_started.is_some() {
+                    self.shared
+                        .metrics
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    refuse(conn.stream, ApiError::new(408, "request timed out"));
+                }
+            }
+        }
+    }
+}
+
+/// Sets the per-connection socket options.
+fn configure(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    if !limits.linger.is_zero() {
+        stream.set_read_timeout(Some(limits.linger))?;
+    }
+    stream.set_write_timeout(Some(limits.write_timeout))
+}
+
+/// Answers with an error and closes, without ever blocking the reactor.
+fn refuse(mut stream: TcpStream, error: ApiError) {
+    let mut out = Vec::new();
+    Response::from(error).encode(&mut out, false, false, "");
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(&out);
+}
+
+/// A thread that writes access-log lines to stdout in batches, so that workers never
+/// wait on the terminal or a pipe.
+fn spawn_access_log() -> Sender<String> {
+    let (tx, rx) = crossbeam_channel::bounded::<String>(64 * 1024);
+    let _ = thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            let stdout = io::stdout();
+            for line in rx.iter() {
+                let mut out = stdout.lock();
+                let _ = out.write_all(line.as_bytes());
+                for line in rx.try_iter().take(1024) {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                let _ = out.flush();
+            }
+        });
+    tx
+}

@@ -1,0 +1,297 @@
+//! An append-only journal of newline-terminated JSON records, with group commit.
+//!
+//! A writer appends a record under its own service's lock (so the journal's order is
+//! the order of the changes in memory), releases that lock, and then waits until the
+//! record is on disk. The first waiter to find nobody flushing becomes the leader: it
+//! writes everything appended so far with one `write` and one `fdatasync`, then wakes
+//! the others. Writers that arrive while a flush runs are carried by the next one, so
+//! under load one fsync serves many records instead of one each.
+
+use parking_lot::{Condvar, Mutex};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The position of an appended record; wait on it with [`Journal::wait_durable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// The journal file.
+pub struct Journal {
+    path: PathBuf,
+    /// Written only by the current leader (see `State::flushing`).
+    file: File,
+    state: Mutex<State>,
+    flushed: Condvar,
+    /// fsyncs done, for metrics.
+    fsyncs: AtomicU64,
+    /// Records appended, for metrics.
+    records: AtomicU64,
+}
+
+struct State {
+    /// Appended, not yet written.
+    pending: Vec<u8>,
+    /// Ticket of the last appended record.
+    appended: u64,
+    /// Ticket of the last record known to be on disk.
+    durable: u64,
+    /// A leader is writing and syncing right now.
+    flushing: bool,
+    /// After a failed write or fsync nothing can be promised any more: every later
+    /// wait fails, and the service answers 500 rather than claim durability.
+    failed: bool,
+}
+
+/// What [`Journal::open`] found in an existing file.
+pub struct Recovered<T> {
+    /// The records, in order.
+    pub records: Vec<T>,
+    /// Bytes cut off the end: a record torn by a crash mid-write.
+    pub truncated_bytes: u64,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` and reads its records with `parse`.
+    ///
+    /// A crash can leave the last record torn (no newline, or bytes that do not parse).
+    /// Such a tail is cut off. A bad record followed by good ones is not a torn write but
+    /// corruption, and opening fails rather than silently drop data.
+    pub fn open<T>(
+        path: &Path,
+        parse: impl Fn(&[u8]) -> Option<T>,
+    ) -> io::Result<(Journal, Recovered<T>)> {
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        if !existed {
+            super::snapshot::sync_parent_dir(path)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+
+        let mut records = Vec::new();
+        let mut good_end = 0;
+        let mut torn_at: Option<usize> = None;
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let (line, next) = match bytes[offset..].iter().position(|&b| b == b'\n') {
+                Some(end) => (Some(&bytes[offset..offset + end]), offset + end + 1),
+                None => (None, bytes.len()),
+            };
+            match line.and_then(|l| if l.is_empty() { None } else { parse(l) }) {
+                Some(record) if torn_at.is_none() => {
+                    records.push(record);
+                    good_end = next;
+                }
+                Some(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: corrupt record at byte {}",
+                            path.display(),
+                            torn_at.unwrap_or(0)
+                        ),
+                    ))
+                }
+                None => {
+                    torn_at.get_or_insert(offset);
+                }
+            }
+            offset = next;
+        }
+        let truncated_bytes = (bytes.len() - good_end) as u64;
+        if truncated_bytes > 0 {
+            file.set_len(good_end as u64)?;
+            file.sync_all()?;
+        }
+        let journal = Journal {
+            path: path.to_path_buf(),
+            file,
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                appended: 0,
+                durable: 0,
+                flushing: false,
+                failed: false,
+            }),
+            flushed: Condvar::new(),
+            fsyncs: AtomicU64::new(0),
+            records: AtomicU64::new(records.len() as u64),
+        };
+        Ok((
+            journal,
+            Recovered {
+                records,
+                truncated_bytes,
+            },
+        ))
+    }
+
+    /// Appends one record (a JSON object without newlines). Cheap: a copy into memory.
+    pub fn append(&self, record: &[u8]) -> Ticket {
+        debug_assert!(!record.contains(&b'\n'));
+        let mut state = self.state.lock();
+        state.pending.extend_from_slice(record);
+        state.pending.push(b'\n');
+        state.appended += 1;
+        self.records.fetch_add(1, Ordering::Relaxed);
+        Ticket(state.appended)
+    }
+
+    /// Appends a serializable record.
+    pub fn append_json<T: serde::Serialize>(&self, record: &T) -> Ticket {
+        // Our records are plain structs: serializing them cannot fail.
+        self.append(&serde_json::to_vec(record).unwrap_or_default())
+    }
+
+    /// Blocks until the record of `ticket` (and every one before it) is on disk.
+    pub fn wait_durable(&self, ticket: Ticket) -> io::Result<()> {
+        let mut state = self.state.lock();
+        loop {
+            if state.failed {
+                return Err(io::Error::other(format!(
+                    "{}: an earlier write failed",
+                    self.path.display()
+                )));
+            }
+            if state.durable >= ticket.0 {
+                return Ok(());
+            }
+            if state.flushing {
+                self.flushed.wait(&mut state);
+                continue;
+            }
+            state.flushing = true;
+            let batch = std::mem::take(&mut state.pending);
+            let upto = state.appended;
+            drop(state);
+            let result = (&self.file)
+                .write_all(&batch)
+                .and_then(|()| self.file.sync_data());
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            state = self.state.lock();
+            state.flushing = false;
+            match result {
+                Ok(()) => state.durable = upto,
+                Err(_) => state.failed = true,
+            }
+            if state.pending.capacity() == 0 {
+                // Give the buffer back to save an allocation next time.
+                let mut batch = batch;
+                batch.clear();
+                state.pending = batch;
+            }
+            self.flushed.notify_all();
+        }
+    }
+
+    /// Makes everything appended so far durable, then empties the file. The caller
+    /// must have saved what the records said elsewhere (a snapshot) and must keep new
+    /// appends out while this runs (it holds its own lock).
+    pub fn truncate(&self) -> io::Result<()> {
+        let last = Ticket(self.state.lock().appended);
+        self.wait_durable(last)?;
+        self.file.set_len(0)?;
+        self.file.sync_all()
+    }
+
+    /// fsyncs done so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Records in the file (since the last truncation).
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Resets the record count after a truncation.
+    pub fn reset_records(&self) {
+        self.records.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn parse(line: &[u8]) -> Option<u64> {
+        serde_json::from_slice::<u64>(line).ok()
+    }
+
+    #[test]
+    fn records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (journal, recovered) = Journal::open(&path, parse).unwrap();
+        assert!(recovered.records.is_empty());
+        for n in 1..=3 {
+            let ticket = journal.append_json(&n);
+            journal.wait_durable(ticket).unwrap();
+        }
+        drop(journal);
+        let (_, recovered) = Journal::open(&path, parse).unwrap();
+        assert_eq!(recovered.records, vec![1, 2, 3]);
+        assert_eq!(recovered.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_appends_continue() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"1\n2\n3", 1),
+            (b"1\n2\n{\"x", 3),
+            (b"1\n2\n\0\0\0\0", 4),
+            (b"1\n2\nzz\n", 3),
+        ];
+        for (bytes, cut) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j");
+            std::fs::write(&path, bytes).unwrap();
+            let (journal, recovered) = Journal::open(&path, parse).unwrap();
+            assert_eq!(recovered.records, vec![1, 2], "{bytes:?}");
+            assert_eq!(recovered.truncated_bytes, *cut as u64, "{bytes:?}");
+            journal.wait_durable(journal.append(b"9")).unwrap();
+            drop(journal);
+            assert_eq!(std::fs::read(&path).unwrap(), b"1\n2\n9\n", "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn corruption_in_the_middle_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, b"1\nbad\n3\n").unwrap();
+        let error = Journal::open(&path, parse).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn concurrent_writers_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let journal = Arc::new(Journal::open(&path, parse).unwrap().0);
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let journal = Arc::clone(&journal);
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        journal
+                            .wait_durable(journal.append_json(&(t * 1000 + i)))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert!(journal.fsyncs() <= 800, "fsyncs {}", journal.fsyncs());
+        drop(journal);
+        let (_, recovered) = Journal::open(&path, parse).unwrap();
+        assert_eq!(recovered.records.len(), 800);
+    }
+}
