@@ -219,9 +219,12 @@ PY
 # invariant_settled BASE_PRODUCTS BASE_ORDERS MAXNUM: the invariant holds now or within
 # ~15 s (recovery may settle in-flight buys after a restart).
 invariant_settled() {
-  local deadline=$((SECONDS + 15))
+  local t0=$SECONDS deadline=$((SECONDS + 15))
   while :; do
-    if invariant "$@"; then return 0; fi
+    if invariant "$@"; then
+      [ $SECONDS -gt "$t0" ] && echo "    (the invariant settled after $((SECONDS - t0))s)"
+      return 0
+    fi
     [ $SECONDS -ge $deadline ] && { sed 's/^/      /' "$work/invariant"; return 1; }
     sleep 1
   done
