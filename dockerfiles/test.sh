@@ -396,7 +396,13 @@ buy_stream "$work/stream1" 30 & bg_pids+=($!)
 sleep 1
 docker kill "$catalog_c" >/dev/null
 echo "    catalog killed (SIGKILL) at [$((SECONDS - started))s]"
-sleep 1
+req GET "/orders/$first_num"
+check "GET /orders/$first_num works while the catalog is down ($CODE)" test "$CODE" = 200
+t0=$(date +%s%N)
+req GET /products/Tux
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "a query while the catalog is down is 503/504 within 5 s ($CODE in ${ms} ms)" \
+  test "$CODE" = 503 -o "$CODE" = 504 -a "$ms" -lt 5000
 docker start "$catalog_c" >/dev/null
 wait "${bg_pids[@]}" 2>/dev/null
 bg_pids=()
