@@ -10,7 +10,7 @@ use crate::order::{self, OrderLog, OrderService};
 use crate::peer::PeerAddr;
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser};
+use clap::{ArgAction, Args, Parser};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub healthcheck: bool,
     /// Write one access-log line per request to stdout.
-    #[arg(long, env = "ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub access_log: bool,
     #[command(flatten)]
     pub limits: LimitArgs,

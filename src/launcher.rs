@@ -77,7 +77,7 @@ pub fn run() -> ExitCode {
     println!("toystore is up: http://127.0.0.1:{FRONT_PORT}");
     println!("  try:    curl http://127.0.0.1:{FRONT_PORT}/products/Tux");
     println!("  buy:    curl -X POST -H 'Content-Type: application/json' -d '{{\"name\":\"Tux\",\"quantity\":1}}' http://127.0.0.1:{FRONT_PORT}/orders");
-    println!("  client: cargo run --release --bin client -- query --toy Tux --count 5");
+    println!("  client: cargo run --release --bin client -- query Tux --requests 5");
     println!("Ctrl-C stops all three.");
     println!();
 

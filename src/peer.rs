@@ -64,6 +64,11 @@ impl PeerAddr {
     pub fn url(&self) -> &str {
         &self.0
     }
+
+    /// `host:port`, for name resolution.
+    pub fn authority(&self) -> &str {
+        self.0.trim_start_matches("http://")
+    }
 }
 
 impl fmt::Display for PeerAddr {

@@ -4,7 +4,9 @@
 
 use super::error::ApiError;
 use crate::peer::PeerAddr;
+use parking_lot::Mutex;
 use std::io::ErrorKind;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,6 +20,10 @@ pub struct Backend {
     retries: u32,
     /// Whether the last call or probe got an answer.
     up: AtomicBool,
+    /// The peer's address, resolved once and again after a failure (a restarted
+    /// container may come back with another address). ureq would resolve on every
+    /// call, and with a timeout it does so on a new thread each time.
+    resolved: Mutex<Option<SocketAddr>>,
 }
 
 /// A reply from a backend, whatever its status.
@@ -70,13 +76,22 @@ impl Backend {
         pool: usize,
         retries: u32,
     ) -> Self {
+        // Per-phase timeouts, not a global one: a global timeout also covers name
+        // resolution, which ureq then runs on a thread of its own per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout.min(Duration::from_secs(1))))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
             .max_idle_connections_per_host(pool)
             .max_idle_age(Duration::from_secs(30))
+            // ureq's default is 128 KiB each way per connection; with a pool as large as
+            // the worker count that is tens of MB for bodies of a few hundred bytes.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
             .user_agent(format!("toystore/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Backend {
@@ -85,6 +100,7 @@ impl Backend {
             agent: config.into(),
             retries,
             up: AtomicBool::new(false),
+            resolved: Mutex::new(None),
         }
     }
 
@@ -130,10 +146,14 @@ impl Backend {
         headers: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<Reply, BackendError> {
-        let url = format!("{}{}", self.base.url(), path);
         let mut attempt = 0;
         loop {
-            let result = self.once(method, &url, body, headers);
+            let result = self
+                .address()
+                .and_then(|addr| self.once(method, &format!("http://{addr}{path}"), body, headers));
+            if result.is_err() {
+                *self.resolved.lock() = None;
+            }
             self.up.store(result.is_ok(), Ordering::Relaxed);
             match result {
                 Err(BackendError::Refused(_)) | Err(BackendError::Unavailable(_))
@@ -148,6 +168,22 @@ impl Backend {
                 result => return result,
             }
         }
+    }
+
+    /// The peer's socket address, resolving its name if it is not known.
+    fn address(&self) -> Result<SocketAddr, BackendError> {
+        if let Some(addr) = *self.resolved.lock() {
+            return Ok(addr);
+        }
+        let addr = self
+            .base
+            .authority()
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or(BackendError::Refused(self.name))?;
+        *self.resolved.lock() = Some(addr);
+        Ok(addr)
     }
 
     fn once(

@@ -1,0 +1,195 @@
+//! Line charts as SVG, the one kind of picture the evaluation draws.
+//!
+//! SVG keeps text as text, so plotters needs no font files (no `ttf` feature) and
+//! the report's plots stay small and diffable.
+
+use std::path::Path;
+
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+
+/// One line of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The legend's text.
+    pub label: String,
+    /// Points, in x order.
+    pub points: Vec<(f64, f64)>,
+    /// Index into the palette; series that belong together share a colour.
+    pub color: usize,
+    /// Dashed, to tell a tail percentile from the median of the same colour.
+    pub dashed: bool,
+}
+
+/// A chart: title, axis labels with units, and its lines.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// Above the plot.
+    pub title: String,
+    /// Under the x axis, with the unit.
+    pub x_label: String,
+    /// Beside the y axis, with the unit.
+    pub y_label: String,
+    /// The lines; empty ones are left out.
+    pub series: Vec<Series>,
+}
+
+/// Plot size in pixels: wide enough for a legend beside five lines.
+const SIZE: (u32, u32) = (900, 540);
+
+/// The colours of the lines, distinct on white and in greyscale print.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 23, 23),
+];
+
+/// Draws `chart` into the SVG file at `path`.
+pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
+    let points = || chart.series.iter().flat_map(|s| s.points.iter().copied());
+    let mut xs: Vec<f64> = points().map(|(x, _)| x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let (Some(&x_min), Some(&x_max)) = (xs.first(), xs.last()) else {
+        return Err(format!("no data to plot for {:?}", chart.title));
+    };
+    // The x axis is drawn in thousandths so that its ticks can sit exactly on the
+    // measured values (plotters binds key points to integer axes only).
+    const SCALE: f64 = 1000.0;
+    let to_axis = |x: f64| (x * SCALE).round() as i64;
+    let pad = ((to_axis(x_max) - to_axis(x_min)) / 20).max(50);
+    let x_range = (to_axis(x_min) - pad)..(to_axis(x_max) + pad);
+    let ticks: Vec<i64> = xs.iter().map(|&x| to_axis(x)).collect();
+    // Room above the highest point for the legend in the upper left: about 20 px a
+    // line out of the plot's height less caption and x labels.
+    let y_max = points().map(|(_, y)| y).fold(0.0, f64::max);
+    let legend_share = (chart.series.len() as f64 * 20.0 + 30.0) / f64::from(SIZE.1 - 130);
+    let y_top = if y_max > 0.0 {
+        y_max / (0.95 - legend_share).max(0.3)
+    } else {
+        1.0
+    };
+    let y_range = 0.0..y_top;
+
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut ctx = ChartBuilder::on(&root)
+        .caption(&chart.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range.with_key_points(ticks), y_range)
+        .map_err(|e| draw(&e))?;
+    let x_format = |x: &i64| format!("{}", *x as f64 / SCALE);
+    let y_format = |y: &f64| {
+        if y_top >= 10.0 {
+            format!("{y:.0}")
+        } else {
+            format!("{y:.1}")
+        }
+    };
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .x_label_formatter(&x_format)
+        .y_label_formatter(&y_format)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(|e| draw(&e))?;
+
+    for series in chart.series.iter().filter(|s| !s.points.is_empty()) {
+        let color = COLORS[series.color % COLORS.len()];
+        let on_axis: Vec<(i64, f64)> = series
+            .points
+            .iter()
+            .map(|&(x, y)| (to_axis(x), y))
+            .collect();
+        let style = color.stroke_width(2);
+        let drawn = if series.dashed {
+            ctx.draw_series(DashedLineSeries::new(on_axis.clone(), 8, 5, style))
+        } else {
+            ctx.draw_series(LineSeries::new(on_axis.clone(), style))
+        };
+        let dashed = series.dashed;
+        drawn
+            .map_err(|e| draw(&e))?
+            .label(&series.label)
+            .legend(move |(x, y)| {
+                let line = vec![(x, y), (x + 24, y)];
+                if dashed {
+                    DashedPathElement::new(line, 6, 4, style).into_dyn()
+                } else {
+                    PathElement::new(line, style).into_dyn()
+                }
+            });
+        ctx.draw_series(on_axis.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| draw(&e))?;
+    }
+    ctx.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_an_svg_with_title_labels_and_legend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.svg");
+        let chart = Chart {
+            title: "Query latency vs p".into(),
+            x_label: "buy probability p".into(),
+            y_label: "latency (ms)".into(),
+            series: vec![
+                Series {
+                    label: "1 client".into(),
+                    points: vec![(0.0, 1.0), (0.5, 2.0)],
+                    color: 0,
+                    dashed: false,
+                },
+                Series {
+                    label: "p99".into(),
+                    points: vec![(0.0, 3.0), (0.5, 4.0)],
+                    color: 0,
+                    dashed: true,
+                },
+                Series {
+                    label: "empty".into(),
+                    points: vec![],
+                    color: 1,
+                    dashed: false,
+                },
+            ],
+        };
+        line_chart(&path, &chart).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "Query latency vs p",
+            "buy probability p",
+            "latency (ms)",
+            "1 client",
+            "p99",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(!svg.contains("empty"));
+        let nothing = Chart {
+            series: vec![],
+            ..chart
+        };
+        assert!(line_chart(&path, &nothing).is_err());
+    }
+}
