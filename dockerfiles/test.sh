@@ -193,7 +193,7 @@ elif cmd == "readable":
     # every successful buy of a stream file is readable with its name and quantity
     bad = 0
     for line in open(sys.argv[3]):
-        code, num, name, q = line.split()
+        code, num, name, q = line.split()[:4]
         if code != "200":
             continue
         c, d = get(front, "/orders/%s" % num) if num.isdigit() else (0, "no order number in the reply")
@@ -272,18 +272,19 @@ invariant_settled() {
 # buy_stream FILE COUNT: COUNT buys of quantity 1..2, round-robin over the products,
 # each line "code order_number name quantity"
 buy_stream() {
-  local out=$1 count=$2 i name q code num bodyf="$1.body.$BASHPID"
+  local out=$1 count=$2 i name q code num out_w secs bodyf="$1.body.$BASHPID"
   local arr=($names)
   for ((i = 0; i < count; i++)); do
     name=${arr[$((RANDOM % ${#arr[@]}))]}
     q=$((RANDOM % 2 + 1))
-    code=$(curl -s -o "$bodyf" -w '%{http_code}' --max-time 10 -X POST \
-      -H 'Content-Type: application/json' --data "{\"name\":\"$name\",\"quantity\":$q}" "$front/orders" 2>/dev/null) || code=${code:-000}
+    out_w=$(curl -s -o "$bodyf" -w '%{http_code} %{time_total}' --max-time 10 -X POST \
+      -H 'Content-Type: application/json' --data "{\"name\":\"$name\",\"quantity\":$q}" "$front/orders" 2>/dev/null) || true
+    code=${out_w%% *}; secs=${out_w#* }
     num=-
     if [ "$code" = 200 ]; then
       num=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["order_number"])' "$bodyf" 2>/dev/null || echo '?')
     fi
-    echo "$code $num $name $q" >> "$out"
+    echo "$code $num $name $q $secs" >> "$out"
     sleep 0.05
   done
 }
@@ -291,7 +292,8 @@ buy_stream() {
 # stream_summary FILE -> prints counts per status and sets MAXNUM and STREAM_OK
 stream_summary() {
   local f=$1
-  echo "    stream: $(awk '{c[$1]++} END {for (k in c) printf "%s x%d  ", k, c[k]}' "$f")"
+  echo "    stream: $(awk '{c[$1]++; t[$1] += $5; if ($5 > m[$1]) m[$1] = $5}
+    END {for (k in c) printf "%s x%d (mean %.0f ms, max %.0f ms)  ", k, c[k], 1000 * t[k] / c[k], 1000 * m[k]}' "$f")"
   MAXNUM=$(awk '$1 == 200 && $2 ~ /^[0-9]+$/ && $2 > m {m = $2} END {print m + 0}' "$f")
   STREAM_DUPS=$(awk '$1 == 200 {print $2}' "$f" | sort | uniq -d | wc -l)
 }
