@@ -21,10 +21,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// destroy the response before the client has read it.
 const DRAIN_LIMIT: usize = 256 * 1024;
 const DRAIN_TIME: Duration = Duration::from_millis(500);
+/// The socket's read timeout: how often a lingering worker looks at the queue.
+pub(crate) const LINGER_SLICE: Duration = Duration::from_millis(5);
 
 /// A connection between requests, owned by a worker or parked in the reactor.
 pub(crate) struct Conn {
-    /// The socket (blocking, with the linger as read timeout and the write timeout set).
+    /// The socket (blocking, with the linger slice as read timeout and the write timeout set).
     pub stream: TcpStream,
     /// Bytes read but not yet consumed: a partial request or pipelined ones.
     pub buf: Vec<u8>,
@@ -86,13 +88,22 @@ impl Conn {
 
     /// Serves every request that is or soon becomes available, then parks or closes.
     /// `out` is the worker's reusable response buffer.
+    ///
+    /// Between requests the worker waits for the next one in slices of the socket's read
+    /// timeout, up to [`Limits::linger`](super::Limits) in all, and hands the connection
+    /// to the reactor sooner only if another connection is waiting and no worker is idle.
+    /// A half-received request gets one slice: a client that splits a request usually
+    /// sends the rest at once, and one that trickles bytes should not hold a worker.
     pub fn serve(mut self, shared: &Shared, out: &mut Vec<u8>) -> Next {
+        let slice = shared.limits.linger.min(LINGER_SLICE);
+        let mut lingered = Duration::ZERO;
         loop {
             match self.next_request(shared) {
                 Ok(Some(request)) => {
                     if !self.respond(shared, request, out) {
                         return Next::Close;
                     }
+                    lingered = Duration::ZERO;
                     continue;
                 }
                 Ok(None) => {}
@@ -110,15 +121,19 @@ impl Conn {
                     return Next::Close;
                 }
             }
-            // Others are waiting for a worker: do not linger on this one.
-            if shared.limits.linger.is_zero() || shared.queued() > 0 {
+            let budget = if self.buf.is_empty() {
+                shared.limits.linger
+            } else {
+                slice
+            };
+            if slice.is_zero() || lingered >= budget || shared.others_waiting() {
                 return self.park();
             }
             match self.read_more() {
                 Ok(0) => return Next::Close,
-                Ok(_) => {}
+                Ok(_) => lingered = Duration::ZERO,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return self.park()
+                    lingered += slice
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Next::Close,

@@ -8,7 +8,7 @@
 //! deadline passes. So a thousand idle keep-alive clients cost a thousand small entries,
 //! not a thousand threads, and a slow sender holds a worker only while bytes arrive.
 
-use super::conn::{Conn, Next};
+use super::conn::{Conn, Next, LINGER_SLICE};
 use super::error::ApiError;
 use super::limits::Limits;
 use super::metrics::{Metrics, Sampled};
@@ -61,6 +61,13 @@ impl Shared {
     /// Connections waiting for a worker.
     pub fn queued(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// Whether a connection waits for a worker and no worker is free to take it: then
+    /// a worker waiting on a quiet connection should hand it to the reactor.
+    pub fn others_waiting(&self) -> bool {
+        self.queued() > 0
+            && self.metrics.busy_workers.load(Ordering::Relaxed) >= self.limits.workers
     }
 
     /// The request's id: the client's `X-Request-Id` when it is sane, else a new one.
@@ -420,8 +427,9 @@ impl Reactor {
 fn configure(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
-    if !limits.linger.is_zero() {
-        stream.set_read_timeout(Some(limits.linger))?;
+    let slice = limits.linger.min(LINGER_SLICE);
+    if !slice.is_zero() {
+        stream.set_read_timeout(Some(slice))?;
     }
     stream.set_write_timeout(Some(limits.write_timeout))
 }
