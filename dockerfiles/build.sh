@@ -41,7 +41,10 @@ else
     cd "$root"
     # RUSTFLAGS with an explicit --target applies to the binaries only, not to
     # build scripts and proc-macros, which must stay dynamic.
+    # The release profile keeps line tables for profiling; the images strip them
+    # anyway, so they are not built (a faster build, and its own cache here).
     RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-0}" \
       cargo build --release --locked --target "$target" "${bins[@]}"
   )
   outdir="${CARGO_TARGET_DIR:-$root/target}"
