@@ -104,6 +104,10 @@ pub struct BackendArgs {
     /// Milliseconds a call to a peer may take before it fails as 504 (the contract allows 5 s).
     #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 4000)]
     pub backend_timeout_ms: u64,
+    /// Calls in flight to one peer at most; more wait up to 100 ms for a slot, then get
+    /// 503. Bounds how many workers a peer that stops answering can hold.
+    #[arg(long, default_value_t = 64)]
+    pub backend_max_in_flight: usize,
 }
 
 /// The catalog service.
@@ -247,8 +251,7 @@ pub fn run_order(args: OrderArgs) -> ExitCode {
             )
         }
     };
-    let limits = args.server.limits.to_limits();
-    let catalog = backend("catalog", args.catalog, &args.backend, &limits);
+    let catalog = backend("catalog", args.catalog, &args.backend);
     let service = Arc::new(OrderService::new(log, catalog));
     let (stop_resolver, stopped) = crossbeam_channel::bounded::<()>(0);
     order::spawn_resolver(Arc::clone(&service), Duration::from_millis(500), stopped);
@@ -265,10 +268,9 @@ pub fn run_frontend(args: FrontendArgs) -> ExitCode {
     if args.server.healthcheck {
         return healthcheck(&listen);
     }
-    let limits = args.server.limits.to_limits();
     let frontend = Arc::new(Frontend {
-        catalog: backend("catalog", args.catalog, &args.backend, &limits),
-        order: backend("order", args.order, &args.backend, &limits),
+        catalog: backend("catalog", args.catalog, &args.backend),
+        order: backend("order", args.order, &args.backend),
         admin_token: args.admin_token,
     });
     let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -284,15 +286,10 @@ pub fn run_frontend(args: FrontendArgs) -> ExitCode {
     code
 }
 
-/// A pooled client for a peer: as many idle connections as workers that may call it.
-fn backend(name: &'static str, addr: PeerAddr, args: &BackendArgs, limits: &Limits) -> Backend {
-    Backend::new(
-        name,
-        addr,
-        Duration::from_millis(args.backend_timeout_ms.max(1)),
-        limits.workers,
-        2,
-    )
+/// A pooled client for a peer.
+fn backend(name: &'static str, addr: PeerAddr, args: &BackendArgs) -> Backend {
+    let timeout = Duration::from_millis(args.backend_timeout_ms.max(1));
+    Backend::new(name, addr, timeout, args.backend_max_in_flight, 2)
 }
 
 fn listen_address(server: &ServerArgs, default_port: u16) -> String {

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use crate::peer::PeerAddr;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,50 @@ pub struct Backend {
     /// container may come back with another address). ureq would resolve on every
     /// call, and with a timeout it does so on a new thread each time.
     resolved: Mutex<Option<SocketAddr>>,
+    /// Caps the calls in flight to this peer, so that a peer that stops answering
+    /// holds at most that many of our workers and the other peer's routes keep theirs.
+    bulkhead: Bulkhead,
+}
+
+/// How long a call waits for a free slot when the peer's cap is reached. A healthy
+/// peer frees slots within milliseconds; one that has stopped answering never does,
+/// and the call fails fast instead of tying up one more worker.
+const BULKHEAD_WAIT: Duration = Duration::from_millis(100);
+
+/// A counting semaphore whose acquire gives up after [`BULKHEAD_WAIT`].
+struct Bulkhead {
+    cap: usize,
+    state: Mutex<(usize, usize)>, // (in flight, waiting)
+    freed: Condvar,
+}
+
+struct Slot<'a>(&'a Bulkhead);
+
+impl Bulkhead {
+    fn acquire(&self) -> Option<Slot<'_>> {
+        let mut state = self.state.lock();
+        if state.0 >= self.cap {
+            state.1 += 1;
+            let deadline = std::time::Instant::now() + BULKHEAD_WAIT;
+            while state.0 >= self.cap && !self.freed.wait_until(&mut state, deadline).timed_out() {}
+            state.1 -= 1;
+            if state.0 >= self.cap {
+                return None;
+            }
+        }
+        state.0 += 1;
+        Some(Slot(self))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.0 -= 1;
+        if state.1 > 0 {
+            self.0.freed.notify_one();
+        }
+    }
 }
 
 /// A reply from a backend, whatever its status.
@@ -40,6 +84,8 @@ pub struct Reply {
 pub enum BackendError {
     /// The connection could not be made: the request was never sent.
     Refused(&'static str),
+    /// Too many calls to this peer are already waiting on it: not sent.
+    Saturated(&'static str),
     /// Reset or closed mid-call: the request may or may not have been acted on.
     Unavailable(&'static str),
     /// No answer within the timeout.
@@ -55,6 +101,9 @@ impl BackendError {
             }
             BackendError::Timeout(name) => {
                 ApiError::new(504, format!("{name} service did not answer in time"))
+            }
+            BackendError::Saturated(name) => {
+                ApiError::new(503, format!("{name} service is not keeping up, try again"))
             }
         }
     }
@@ -77,12 +126,13 @@ impl Backend {
         retries: u32,
     ) -> Self {
         // Per-phase timeouts, not a global one: a global timeout also covers name
-        // resolution, which ureq then runs on a thread of its own per call.
+        // resolution, which ureq then runs on a thread of its own per call. Only
+        // connect and receive are bounded: sending a few hundred bytes into an idle
+        // socket does not block, and a fixed receive timeout is set on the socket once,
+        // where a shrinking deadline would cost a setsockopt per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeout.min(Duration::from_secs(1))))
-            .timeout_send_request(Some(timeout))
-            .timeout_send_body(Some(timeout))
             .timeout_recv_response(Some(timeout))
             .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
@@ -101,6 +151,11 @@ impl Backend {
             retries,
             up: AtomicBool::new(false),
             resolved: Mutex::new(None),
+            bulkhead: Bulkhead {
+                cap: pool,
+                state: Mutex::new((0, 0)),
+                freed: Condvar::new(),
+            },
         }
     }
 
@@ -146,6 +201,10 @@ impl Backend {
         headers: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<Reply, BackendError> {
+        let _slot = self
+            .bulkhead
+            .acquire()
+            .ok_or(BackendError::Saturated(self.name))?;
         let mut attempt = 0;
         loop {
             let result = self

@@ -222,8 +222,8 @@ impl Conn {
             request.method() == "HEAD",
             &request.request_id,
         );
-        let written = self.stream.write_all(out).is_ok();
-        self.last_active = Instant::now();
+        // Counted before the write, so that whoever reads the response can already see it
+        // in /metrics; the duration therefore ends when the response is ready to send.
         shared.record(
             &request,
             routed.route,
@@ -231,6 +231,8 @@ impl Conn {
             out.len(),
             started.elapsed(),
         );
+        let written = self.stream.write_all(out).is_ok();
+        self.last_active = Instant::now();
         written && keep_alive
     }
 

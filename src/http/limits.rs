@@ -27,7 +27,8 @@ pub struct Limits {
     /// connection up sooner when another one is waiting and no worker is free.
     pub linger: Duration,
     /// Worker threads. Handlers block (on a backend call or on a group-commit fsync), so the
-    /// pool is sized for concurrent requests, not for cores.
+    /// pool is sized for concurrent requests, not for cores: twice the default cap of calls
+    /// to one backend, so a backend that stops answering leaves half the pool to the rest.
     pub workers: usize,
     /// Open connections; beyond this new ones are closed at accept. Idle ones cost a
     /// buffer and a slot in the reactor, not a thread.
@@ -50,7 +51,7 @@ impl Default for Limits {
             max_requests_per_connection: 100_000,
             write_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(50),
-            workers: 64,
+            workers: 128,
             max_connections: 10_000,
             max_queue: 1024,
             shutdown_grace: Duration::from_secs(5),

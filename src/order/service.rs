@@ -33,8 +33,9 @@ impl OrderService {
                 return Err(ApiError::new(refusal.status, refusal.message))
             }
             Begin::InProgress => {
-                return Err(ApiError::unavailable(
-                    "an earlier request with this idempotency key is still in progress",
+                return Err(ApiError::new(
+                    409,
+                    "a request with this idempotency key is still in progress",
                 ))
             }
             Begin::Started(buy_id, ticket) => {

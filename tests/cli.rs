@@ -1,0 +1,169 @@
+//! The command line of the services: the address line, `LISTEN`, the peer address
+//! forms (`host:port`, `http://host:port`, flags or env), `--healthcheck`, and a
+//! catalog that keeps its state across restarts instead of seeding again.
+//! Spawned mode only.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{external, Extra, Http, Stack, Svc};
+
+fn skip(test: &str) -> bool {
+    if external() {
+        common::skip(&format!("{test}: skipped: needs spawned stack"));
+        return true;
+    }
+    false
+}
+
+#[test]
+fn listen_from_env_and_peers_without_scheme() {
+    if skip("listen_from_env_and_peers_without_scheme") {
+        return;
+    }
+    let s = Stack::spawn(Default::default());
+    let catalog = common::host_port(s.catalog.as_deref().unwrap());
+    let order = s.order.clone().unwrap();
+    // Peers by env: a bare host:port and a full URL; the address from LISTEN.
+    let f = Extra::start(
+        Svc::Frontend,
+        &[],
+        &[
+            ("LISTEN", "127.0.0.1:0"),
+            ("CATALOG", &catalog),
+            ("ORDER", &order),
+        ],
+    );
+    let http = Http::default();
+    let r = http.get(&format!("{}/products/Tux", f.url()));
+    assert_eq!(r.ok()["name"], "Tux", "{r:?}\n{}", f.logs());
+    let r = http.post(
+        &format!("{}/orders", f.url()),
+        r#"{"name":"Tux","quantity":1}"#,
+    );
+    assert_eq!(common::order_number(&r), 0, "{r:?}\n{}", f.logs());
+
+    // The same by flags, with a bare host:port for the order service.
+    let order_hp = common::host_port(&order);
+    let g = Extra::start(
+        Svc::Frontend,
+        &["--catalog", &catalog, "--order", &order_hp],
+        &[],
+    );
+    let r = http.post(&format!("{}/Tux/2", g.url()), "");
+    assert_eq!(common::order_number(&r), 1, "{r:?}\n{}", g.logs());
+    assert_eq!(s.stock("Tux"), 77);
+}
+
+fn healthcheck(bin: &str, listen: &str) -> (bool, Duration) {
+    let start = Instant::now();
+    let status = Command::new(bin)
+        .arg("--healthcheck")
+        .arg("--listen")
+        .arg(listen)
+        .env_remove("LISTEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run --healthcheck");
+    (status.success(), start.elapsed())
+}
+
+#[test]
+fn healthcheck_flag() {
+    if skip("healthcheck_flag") {
+        return;
+    }
+    let mut s = Stack::spawn(Default::default());
+    let bins = [
+        (Svc::Catalog, env!("CARGO_BIN_EXE_catalog")),
+        (Svc::Order, env!("CARGO_BIN_EXE_order")),
+        (Svc::Frontend, env!("CARGO_BIN_EXE_frontend")),
+    ];
+    for (svc, bin) in bins {
+        let listen = format!("127.0.0.1:{}", s.port(svc));
+        let (ok, took) = healthcheck(bin, &listen);
+        assert!(ok, "{svc:?} --healthcheck on a live service failed");
+        assert!(
+            took < Duration::from_secs(5),
+            "{svc:?} --healthcheck took {took:?}"
+        );
+    }
+    // Down: exit non-zero, within its 2 s bound (plus slack).
+    let listen = format!("127.0.0.1:{}", s.port(Svc::Catalog));
+    s.kill(Svc::Catalog);
+    let (ok, took) = healthcheck(bins[0].1, &listen);
+    assert!(!ok, "--healthcheck on a dead catalog succeeded");
+    assert!(took < Duration::from_secs(5), "--healthcheck took {took:?}");
+}
+
+#[test]
+fn catalog_does_not_reseed_on_restart() {
+    if skip("catalog_does_not_reseed_on_restart") {
+        return;
+    }
+    let mut s = Stack::spawn(Default::default());
+    s.admin_put("Tux", r#"{"quantity":3,"price":1.5}"#).ok();
+    assert!(s.stop(Svc::Catalog).success());
+    s.restart(Svc::Catalog);
+    assert_eq!(
+        s.product("Tux"),
+        (1.5, 3),
+        "the catalog seeded again over its state"
+    );
+}
+
+#[test]
+fn default_seed_is_built_in() {
+    if skip("default_seed_is_built_in") {
+        return;
+    }
+    // Run the catalog from a directory without database.txt: the seed is in the binary.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let cwd_probe = Extra::start_in(Svc::Catalog, &["--data-dir", data], &[], Some(dir.path()));
+    let r = Http::default().get(&format!("{}/products/Tux", cwd_probe.url()));
+    assert_eq!(
+        r.json,
+        serde_json::json!({"data":{"name":"Tux","price":25.99,"quantity":80}}),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn toystore_binary_runs_each_role() {
+    if skip("toystore_binary_runs_each_role") {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_toystore");
+    let dir = tempfile::tempdir().unwrap();
+    let cdir = dir.path().join("c");
+    let odir = dir.path().join("o");
+    let c = Extra::start_as(
+        Svc::Catalog,
+        bin,
+        &["catalog"],
+        &["--data-dir", cdir.to_str().unwrap()],
+    );
+    let o = Extra::start_as(
+        Svc::Order,
+        bin,
+        &["order"],
+        &["--data-dir", odir.to_str().unwrap(), "--catalog", c.url()],
+    );
+    let f = Extra::start_as(
+        Svc::Frontend,
+        bin,
+        &["frontend"],
+        &["--catalog", c.url(), "--order", o.url()],
+    );
+    let http = Http::default();
+    let r = http.post(&format!("{}/Whale/4", f.url()), "");
+    assert_eq!(common::order_number(&r), 0, "{r:?}");
+    let r = http.get(&format!("{}/products/Whale", f.url()));
+    assert_eq!(r.ok()["quantity"], 96, "{r:?}");
+}
