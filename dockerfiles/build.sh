@@ -74,11 +74,17 @@ for s in $services; do
   fi
   chmod 0755 "$ctx/$s"
   image="$prefix-$s:$tag"
+  previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   echo "== docker build $image"
   docker build --quiet \
     --label "org.opencontainers.image.title=toystore-$s" \
     --label "org.opencontainers.image.revision=$revision" \
     -f "$here/$s.Dockerfile" -t "$image" "$ctx" 2> >(grep -v -e 'legacy builder is deprecated' -e 'Install the buildx' -e 'docs.docker.com/go/buildx' -e '^ *$' >&2)
+  # The image this tag named before is left untagged: remove it, unless something
+  # still uses it (a container, another tag), in which case Docker refuses and it stays.
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+  fi
 done
 
 echo "== images"
