@@ -212,17 +212,9 @@ impl Catalog {
             settled_below: snapshot.settled_below,
             seq: snapshot.seq,
         };
-        let (journal, recovered) = Journal::open(&journal_path, |line| {
-            serde_json::from_slice::<Record>(line).ok()
-        })?;
-        if recovered.truncated_bytes > 0 {
-            eprintln!(
-                "catalog: cut a torn record ({} bytes) off the end of the journal",
-                recovered.truncated_bytes
-            );
-        }
+        let (journal, records) = Journal::open_json::<Record>(&journal_path)?;
         let snapshot_seq = table.seq;
-        for record in recovered.records.iter().filter(|r| r.seq() > snapshot_seq) {
+        for record in records.iter().filter(|r| r.seq() > snapshot_seq) {
             table.apply(record);
         }
         Ok(Catalog {

@@ -198,17 +198,9 @@ impl OrderLog {
     /// Opens (or creates) `orders.log` in `dir` and replays it.
     pub fn open(dir: &Path) -> io::Result<OrderLog> {
         std::fs::create_dir_all(dir)?;
-        let (journal, recovered) = Journal::open(&dir.join("orders.log"), |line| {
-            serde_json::from_slice::<Record>(line).ok()
-        })?;
-        if recovered.truncated_bytes > 0 {
-            eprintln!(
-                "order: cut a torn record ({} bytes) off the end of the log",
-                recovered.truncated_bytes
-            );
-        }
+        let (journal, records) = Journal::open_json::<Record>(&dir.join("orders.log"))?;
         let mut state = State::default();
-        for record in recovered.records {
+        for record in records {
             state.apply(record);
         }
         Ok(OrderLog {

@@ -132,6 +132,20 @@ impl Journal {
         ))
     }
 
+    /// Opens a journal of JSON records of type `T`, saying on stderr when a torn tail
+    /// was cut off (what an operator wants to know after a crash).
+    pub fn open_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<(Journal, Vec<T>)> {
+        let (journal, recovered) = Self::open(path, |line| serde_json::from_slice::<T>(line).ok())?;
+        if recovered.truncated_bytes > 0 {
+            eprintln!(
+                "{}: cut a torn record ({} bytes) off the end",
+                path.display(),
+                recovered.truncated_bytes
+            );
+        }
+        Ok((journal, recovered.records))
+    }
+
     /// Appends one record (a JSON object without newlines). Cheap: a copy into memory.
     pub fn append(&self, record: &[u8]) -> Ticket {
         debug_assert!(!record.contains(&b'\n'));
