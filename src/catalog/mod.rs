@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Restocks sold-out products every `period` until `stop` is dropped or sent to.
+/// Every `period`, restocks the products sold out for at least a period, until `stop`
+/// is dropped or sent to.
 pub fn spawn_restocker(
     catalog: Arc<Catalog>,
     period: Duration,
@@ -30,7 +31,7 @@ pub fn spawn_restocker(
         .spawn(move || {
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(period)
             {
-                match catalog.restock(level) {
+                match catalog.restock(level, period) {
                     Ok(names) if !names.is_empty() => {
                         println!("catalog: restocked {} to {level}", names.join(", "))
                     }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The seed built into the binary: the repository's `database.txt`.
 pub const BUILTIN_SEED: &str = include_str!("../../database.txt");
@@ -116,10 +117,19 @@ struct Table {
     buys: BTreeMap<u64, BuyState>,
     settled_below: u64,
     seq: u64,
+    /// Since when each sold-out product has been at 0 (in memory: after a restart the
+    /// clock starts again at the restart).
+    sold_out_since: HashMap<String, Instant>,
 }
 
 impl Table {
     fn apply(&mut self, record: &Record) {
+        let name = match record {
+            Record::Buy { name, .. } | Record::Set { name, .. } | Record::Restock { name, .. } => {
+                Some(name)
+            }
+            Record::Void { .. } => None,
+        };
         match record {
             Record::Buy { buy, name, qty, .. } => {
                 if let Some(product) = self.products.get_mut(name) {
@@ -142,6 +152,15 @@ impl Table {
                 if let Some(product) = self.products.get_mut(name) {
                     product.quantity = *qty;
                 }
+            }
+        }
+        if let Some(product) = name.and_then(|n| self.products.get(n)) {
+            if product.quantity == 0 {
+                self.sold_out_since
+                    .entry(product.name.clone())
+                    .or_insert_with(Instant::now);
+            } else {
+                self.sold_out_since.remove(&product.name);
             }
         }
         self.seq = record.seq();
@@ -211,7 +230,12 @@ impl Catalog {
             buys: snapshot.buys.into_iter().collect(),
             settled_below: snapshot.settled_below,
             seq: snapshot.seq,
+            sold_out_since: HashMap::new(),
         };
+        let now = Instant::now();
+        for product in table.products.values().filter(|p| p.quantity == 0) {
+            table.sold_out_since.insert(product.name.clone(), now);
+        }
         let (journal, records) = Journal::open_json::<Record>(&journal_path)?;
         let snapshot_seq = table.seq;
         for record in records.iter().filter(|r| r.seq() > snapshot_seq) {
@@ -332,15 +356,18 @@ impl Catalog {
         Ok(product)
     }
 
-    /// Sets every sold-out product's stock to `level`; returns the names restocked.
-    pub fn restock(&self, level: u64) -> Result<Vec<String>, CatalogError> {
+    /// Sets the stock of every product that has been sold out for at least
+    /// `sold_out_for` to `level`; returns the names restocked. Waiting a whole period
+    /// means a toy sold out just before a tick stays sold out for a while, as buyers
+    /// (and tests) that just saw it sell out expect, instead of coming back at once.
+    pub fn restock(&self, level: u64, sold_out_for: Duration) -> Result<Vec<String>, CatalogError> {
         let (ticket, names) = {
             let mut table = self.table.write();
             let mut names: Vec<String> = table
-                .products
-                .values()
-                .filter(|p| p.quantity == 0)
-                .map(|p| p.name.clone())
+                .sold_out_since
+                .iter()
+                .filter(|(_, since)| since.elapsed() >= sold_out_for)
+                .map(|(name, _)| name.clone())
                 .collect();
             names.sort();
             let mut ticket = None;
@@ -555,9 +582,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
         catalog.buy(&buy(1, "Tux", 80)).unwrap();
-        assert_eq!(catalog.restock(100).unwrap(), vec!["Tux".to_string()]);
+        assert!(
+            catalog
+                .restock(100, Duration::from_secs(3600))
+                .unwrap()
+                .is_empty(),
+            "not sold out for long enough"
+        );
+        assert_eq!(
+            catalog.restock(100, Duration::ZERO).unwrap(),
+            vec!["Tux".to_string()]
+        );
         assert_eq!(catalog.get("Tux").unwrap().quantity, 100);
-        assert!(catalog.restock(100).unwrap().is_empty());
+        assert!(catalog.restock(100, Duration::ZERO).unwrap().is_empty());
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Backend {
         // where a shrinking deadline would cost a setsockopt per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(timeout.min(Duration::from_secs(1))))
+            .timeout_connect(Some(timeout.min(Duration::from_millis(500))))
             .timeout_recv_response(Some(timeout))
             .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
@@ -280,6 +280,9 @@ impl Backend {
 
     fn classify(&self, error: ureq::Error) -> BackendError {
         match error {
+            // Nothing was sent: the peer is gone (a stopped container's old address
+            // answers nothing), not slow. A retry re-resolves its name.
+            ureq::Error::Timeout(ureq::Timeout::Connect) => BackendError::Refused(self.name),
             ureq::Error::Timeout(_) => BackendError::Timeout(self.name),
             ureq::Error::Io(e)
                 if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
