@@ -131,6 +131,9 @@ for r in $(seq "$rounds"); do
             if [[ $peer == axum ]]; then port=$((base + 100)); else port=$((base + 300)); fi
             (cd "$peersdir" && ./up.sh "$peer" $port > /dev/null)
             bench "http://127.0.0.1:$port" "$peer" PIDFILE=/tmp/peers-$peer-$port/pids
+            if [[ $peer == axum ]]; then
+                bench "http://127.0.0.1:$port" axum-c1000 WORKLOADS=query CONNS=1000 THREADS=2 PIDFILE=/tmp/peers-$peer-$port/pids
+            fi
             (cd "$peersdir" && ./down.sh "$peer" $port > /dev/null)
             ;;
         esac
