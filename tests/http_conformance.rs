@@ -651,3 +651,66 @@ fn shutdown_lets_in_flight_requests_finish_then_stops_accepting() {
         "no longer accepting"
     );
 }
+
+#[test]
+fn a_zero_linger_still_serves_keep_alive_and_pipelined_requests() {
+    let mut limits = test_limits();
+    limits.linger = Duration::ZERO;
+    let server = start(limits);
+    assert_serving(server.addr);
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /name/a HTTP/1.1\r\n\r\nGET /name/b HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(
+        read_reply(&mut reader, false).unwrap().body,
+        r#"{"data":"a"}"#
+    );
+    assert_eq!(
+        read_reply(&mut reader, false).unwrap().body,
+        r#"{"data":"b"}"#
+    );
+    // The connection was parked in between; it is served again when it speaks.
+    thread::sleep(Duration::from_millis(20));
+    stream.write_all(b"GET /name/c HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(
+        read_reply(&mut reader, false).unwrap().body,
+        r#"{"data":"c"}"#
+    );
+}
+
+#[test]
+fn every_connection_progresses_when_the_pool_is_saturated() {
+    // Far more busy keep-alive connections than workers: each must still get all its
+    // answers (a parked connection handed back by the reactor is always read, never
+    // parked again unread while others wait).
+    let mut limits = test_limits();
+    limits.workers = 2;
+    limits.max_queue = 1000; // all of them queue; none is refused as saturation
+    let server = start(limits);
+    let started = Instant::now();
+    thread::scope(|scope| {
+        for client in 0..300 {
+            let addr = server.addr;
+            scope.spawn(move || {
+                let stream = connect(addr);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                for i in 0..10 {
+                    stream
+                        .write_all(format!("GET /name/{client}-{i} HTTP/1.1\r\n\r\n").as_bytes())
+                        .unwrap();
+                    let reply = read_reply(&mut reader, false)
+                        .expect("an answer before the 5 s read timeout");
+                    assert_eq!(reply.body, format!(r#"{{"data":"{client}-{i}"}}"#));
+                }
+            });
+        }
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "3,000 requests took {:?}",
+        started.elapsed()
+    );
+}

@@ -22,7 +22,13 @@ const READ_CHUNK: usize = 8 * 1024;
 const DRAIN_LIMIT: usize = 256 * 1024;
 const DRAIN_TIME: Duration = Duration::from_millis(500);
 /// The socket's read timeout: how often a lingering worker looks at the queue.
-pub(crate) const LINGER_SLICE: Duration = Duration::from_millis(5);
+const LINGER_SLICE: Duration = Duration::from_millis(5);
+
+/// The socket's read timeout: one slice of the linger, at least 1 ms (a linger of 0
+/// still reads once, briefly, before parking).
+pub(crate) fn read_slice(limits: &super::Limits) -> Duration {
+    limits.linger.clamp(Duration::from_millis(1), LINGER_SLICE)
+}
 
 /// A connection between requests, owned by a worker or parked in the reactor.
 pub(crate) struct Conn {
@@ -95,8 +101,12 @@ impl Conn {
     /// A half-received request gets one slice: a client that splits a request usually
     /// sends the rest at once, and one that trickles bytes should not hold a worker.
     pub fn serve(mut self, shared: &Shared, out: &mut Vec<u8>) -> Next {
-        let slice = shared.limits.linger.min(LINGER_SLICE);
+        let slice = read_slice(&shared.limits);
         let mut lingered = Duration::ZERO;
+        // Every hand-over reads at least once before the connection may be parked
+        // again: the reactor only hands over readable connections, and parking one
+        // unread would send it straight back, round and round, while others wait.
+        let mut has_read = false;
         loop {
             match self.next_request(shared) {
                 Ok(Some(request)) => {
@@ -121,13 +131,15 @@ impl Conn {
                     return Next::Close;
                 }
             }
-            let budget = if self.buf.is_empty() {
-                shared.limits.linger
-            } else {
-                slice
-            };
-            if slice.is_zero() || lingered >= budget || shared.others_waiting() {
-                return self.park();
+            if has_read {
+                let budget = if self.buf.is_empty() {
+                    shared.limits.linger
+                } else {
+                    slice
+                };
+                if lingered >= budget || shared.others_waiting() {
+                    return self.park();
+                }
             }
             match self.read_more() {
                 Ok(0) => return Next::Close,
@@ -135,9 +147,10 @@ impl Conn {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     lingered += slice
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return Next::Close,
             }
+            has_read = true;
         }
     }
 

@@ -8,7 +8,7 @@
 //! deadline passes. So a thousand idle keep-alive clients cost a thousand small entries,
 //! not a thousand threads, and a slow sender holds a worker only while bytes arrive.
 
-use super::conn::{Conn, Next, LINGER_SLICE};
+use super::conn::{read_slice, Conn, Next};
 use super::error::ApiError;
 use super::limits::Limits;
 use super::metrics::{Metrics, Sampled};
@@ -18,9 +18,10 @@ use super::router::{Routed, Router};
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN_TOKEN: usize = 2;
+/// Connections the kernel queues before we accept them (capped by net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 /// How often the reactor looks for connections past their deadline.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
@@ -174,8 +177,16 @@ pub struct Server {
 impl Server {
     /// Binds `addr` and prepares the reactor.
     pub fn bind(addr: &str, router: Router, options: ServerOptions) -> io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
-        Self::from_listener(listener, router, options)
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(ErrorKind::InvalidInput, format!("{addr} names no address"))
+        })?;
+        // std listens with a backlog of 128: a burst of a thousand connects then overflows
+        // the kernel's queue, and clients wait out SYN retransmits (1 s, 3 s, ...).
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Self::from_listener(socket.into(), router, options)
     }
 
     /// Uses a listener bound elsewhere.
@@ -427,10 +438,7 @@ impl Reactor {
 fn configure(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
-    let slice = limits.linger.min(LINGER_SLICE);
-    if !slice.is_zero() {
-        stream.set_read_timeout(Some(slice))?;
-    }
+    stream.set_read_timeout(Some(read_slice(limits)))?;
     stream.set_write_timeout(Some(limits.write_timeout))
 }
 
