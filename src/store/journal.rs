@@ -23,7 +23,8 @@ pub struct Journal {
     /// Written only by the current leader (see `State::flushing`).
     file: File,
     state: Mutex<State>,
-    flushed: Condvar,
+    /// Indexed by flush generation parity: who waits for the running flush, who for the next.
+    flushed: [Condvar; 2],
     /// fsyncs done, for metrics.
     fsyncs: AtomicU64,
     /// Records appended, for metrics.
@@ -39,6 +40,10 @@ struct State {
     durable: u64,
     /// A leader is writing and syncing right now.
     flushing: bool,
+    /// Number of the latest flush (the running one, while `flushing`).
+    generation: u64,
+    /// The last ticket the running flush covers.
+    flushing_upto: u64,
     /// After a failed write or fsync nothing can be promised any more: every later
     /// wait fails, and the service answers 500 rather than claim durability.
     failed: bool,
@@ -117,9 +122,11 @@ impl Journal {
                 appended: 0,
                 durable: 0,
                 flushing: false,
+                generation: 0,
+                flushing_upto: 0,
                 failed: false,
             }),
-            flushed: Condvar::new(),
+            flushed: [Condvar::new(), Condvar::new()],
             fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(records.len() as u64),
         };
@@ -164,6 +171,11 @@ impl Journal {
     }
 
     /// Blocks until the record of `ticket` (and every one before it) is on disk.
+    ///
+    /// Waiters sleep on the condvar of the flush that will cover them: the one running
+    /// (their record is in its batch) or the next. A finished flush wakes exactly its
+    /// own waiters, plus one waiter of the next flush to lead it; so each writer wakes
+    /// once, instead of every flush waking everyone to find most still uncovered.
     pub fn wait_durable(&self, ticket: Ticket) -> io::Result<()> {
         let mut state = self.state.lock();
         loop {
@@ -177,12 +189,19 @@ impl Journal {
                 return Ok(());
             }
             if state.flushing {
-                self.flushed.wait(&mut state);
+                let generation = if ticket.0 <= state.flushing_upto {
+                    state.generation
+                } else {
+                    state.generation + 1
+                };
+                self.flushed[(generation % 2) as usize].wait(&mut state);
                 continue;
             }
             state.flushing = true;
+            state.generation += 1;
             let batch = std::mem::take(&mut state.pending);
             let upto = state.appended;
+            state.flushing_upto = upto;
             drop(state);
             let result = (&self.file)
                 .write_all(&batch)
@@ -200,7 +219,13 @@ impl Journal {
                 batch.clear();
                 state.pending = batch;
             }
-            self.flushed.notify_all();
+            let generation = state.generation;
+            self.flushed[(generation % 2) as usize].notify_all();
+            if state.failed {
+                self.flushed[((generation + 1) % 2) as usize].notify_all();
+            } else {
+                self.flushed[((generation + 1) % 2) as usize].notify_one();
+            }
         }
     }
 
