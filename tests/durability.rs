@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 use common::{eventually, Http, Options, Stack, Svc};
 use serde_json::json;
 
+/// Stops `svc` with SIGTERM (and expects exit status 0) when `graceful`, else SIGKILLs it.
+fn take_down(s: &mut Stack, svc: Svc, graceful: bool) {
+    if graceful {
+        let status = s.stop(svc);
+        assert!(
+            status.success(),
+            "{svc:?} exit status after SIGTERM: {status}"
+        );
+    } else {
+        s.kill(svc);
+    }
+}
+
 /// Buys a fixed mix and returns the orders it made: (number, name, quantity).
 fn buy_mix(s: &Stack) -> Vec<(u64, &'static str, u64)> {
     let mut made = Vec::new();
@@ -72,15 +85,7 @@ fn restart_keeps_everything(test: &str, graceful: bool) {
     assert_eq!(before["Elephant"], (11.5, 95));
 
     for svc in [Svc::Catalog, Svc::Order] {
-        if graceful {
-            let status = s.stop(svc);
-            assert!(
-                status.success(),
-                "{svc:?} exit status after SIGTERM: {status}"
-            );
-        } else {
-            s.kill(svc);
-        }
+        take_down(&mut s, svc, graceful);
     }
     s.restart(Svc::Catalog);
     s.restart(Svc::Order);
@@ -291,15 +296,7 @@ fn crash_under_load(test: &str, victims: &[Svc], graceful: bool, rounds: usize) 
             // so that a failing round can be replayed with TOYSTORE_DRILL_SEED.
             thread::sleep(Duration::from_millis(rng.u64(0..150)));
             for &victim in victims {
-                if graceful {
-                    let status = s.stop(victim);
-                    assert!(
-                        status.success(),
-                        "{victim:?} exit status after SIGTERM under load: {status}"
-                    );
-                } else {
-                    s.kill(victim);
-                }
+                take_down(&mut s, victim, graceful);
             }
             // Some requests meet the dead service.
             let killed_at = Instant::now();
