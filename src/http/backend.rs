@@ -160,11 +160,6 @@ impl Backend {
         }
     }
 
-    /// The peer's base URL.
-    pub fn base(&self) -> &PeerAddr {
-        &self.base
-    }
-
     /// Whether the peer answered its last call or probe.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
