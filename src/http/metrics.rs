@@ -20,7 +20,7 @@ const SHARDS: usize = 16;
 #[derive(Default, Clone)]
 struct RouteStats {
     /// Answered requests by (method, status).
-    by_status: HashMap<(String, u16), u64>,
+    by_status: HashMap<(&'static str, u16), u64>,
     /// Cumulative-per-bucket counts are derived at render time; these are per bucket (+Inf last).
     buckets: [u64; BUCKETS.len() + 1],
     sum_seconds: f64,
@@ -53,6 +53,16 @@ pub struct Sampled {
     pub parked: usize,
 }
 
+/// The method as a metric label: one of a fixed set, so that neither a request costs an
+/// allocation nor a client inventing methods (`FOO1`, `FOO2`, ...) grows the table.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("OTHER")
+}
+
 thread_local! {
     static SHARD: usize = {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -70,12 +80,10 @@ impl Metrics {
             .unwrap_or(BUCKETS.len());
         let mut shard = self.shards[SHARD.with(|s| *s)].lock();
         let stats = shard.entry(route).or_default();
-        match stats.by_status.get_mut(&(method.to_string(), status)) {
-            Some(count) => *count += 1,
-            None => {
-                stats.by_status.insert((method.to_string(), status), 1);
-            }
-        }
+        *stats
+            .by_status
+            .entry((method_label(method), status))
+            .or_default() += 1;
         stats.buckets[bucket] += 1;
         stats.sum_seconds += seconds;
         stats.count += 1;
@@ -88,7 +96,7 @@ impl Metrics {
             for (route, stats) in shard.lock().iter() {
                 let into = merged.entry(route).or_default();
                 for (key, count) in &stats.by_status {
-                    *into.by_status.entry(key.clone()).or_default() += count;
+                    *into.by_status.entry(*key).or_default() += count;
                 }
                 for (i, n) in stats.buckets.iter().enumerate() {
                     into.buckets[i] += n;
@@ -196,6 +204,8 @@ mod tests {
         metrics.record("/products/{name}", "GET", 200, Duration::from_micros(70));
         metrics.record("/products/{name}", "GET", 200, Duration::from_millis(2));
         metrics.record("/products/{name}", "GET", 404, Duration::from_secs(20));
+        metrics.record("not-found", "FOO1", 404, Duration::from_micros(1));
+        metrics.record("not-found", "FOO2", 404, Duration::from_micros(1));
         let text = metrics.render(
             "catalog",
             Sampled {
@@ -212,6 +222,7 @@ mod tests {
             "toystore_http_request_duration_seconds_bucket{service=\"catalog\",route=\"/products/{name}\",le=\"0.0025\"} 2",
             "toystore_http_request_duration_seconds_bucket{service=\"catalog\",route=\"/products/{name}\",le=\"+Inf\"} 3",
             "toystore_http_request_duration_seconds_count{service=\"catalog\",route=\"/products/{name}\"} 3",
+            "toystore_http_requests_total{service=\"catalog\",route=\"not-found\",method=\"OTHER\",status=\"404\"} 2",
             "toystore_http_workers{service=\"catalog\"} 4",
             "toystore_http_idle_connections{service=\"catalog\"} 2",
             "extra 1",
