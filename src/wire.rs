@@ -85,11 +85,7 @@ impl BuyRequest {
     /// the stock type: `0`, `-1`, `1.5`, `"2"`, `null`, a missing field or a number too
     /// large for u64 are all refused with a message saying so.
     pub fn from_json(body: &[u8]) -> Result<BuyRequest, String> {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| "invalid request: body must be a json object".to_string())?;
-        let object = value
-            .as_object()
-            .ok_or("invalid request: body must be a json object")?;
+        let object = json_object(body)?;
         let name = match object.get("name") {
             Some(serde_json::Value::String(name)) if !name.is_empty() => name.clone(),
             _ => return Err("invalid request: name must be a non-empty string".into()),
@@ -101,6 +97,14 @@ impl BuyRequest {
             name,
             quantity: quantity_from_json(quantity)?,
         })
+    }
+}
+
+/// A request body that must be a JSON object.
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        _ => Err("invalid request: body must be a json object".into()),
     }
 }
 
@@ -297,11 +301,7 @@ pub struct ProductUpdate {
 impl ProductUpdate {
     /// Parses and validates: at least one of the two, nothing else, sane values.
     pub fn from_json(body: &[u8]) -> Result<ProductUpdate, String> {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| "invalid request: body must be a json object".to_string())?;
-        let object = value
-            .as_object()
-            .ok_or("invalid request: body must be a json object")?;
+        let object = json_object(body)?;
         if let Some(key) = object.keys().find(|k| *k != "price" && *k != "quantity") {
             return Err(format!("invalid request: unknown field {key:?}"));
         }

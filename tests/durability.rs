@@ -232,13 +232,7 @@ const BIG_SEED: &[(&str, u64)] = &[
 /// holds: seed stock − current stock = the sum of the readable orders, per product,
 /// with no number given twice or reused.
 fn crash_under_load(test: &str, victims: &[Svc], graceful: bool, rounds: usize) {
-    let Some(mut s) = Stack::spawned_only_with(
-        test,
-        Options {
-            seed: Some(big_seed_text()),
-            ..Options::default()
-        },
-    ) else {
+    let Some(mut s) = big_stack(test) else {
         return;
     };
     let seed = std::env::var("TOYSTORE_DRILL_SEED")
@@ -489,6 +483,17 @@ fn big_seed_text() -> String {
         .collect()
 }
 
+/// A fresh spawned stack seeded with [`BIG_SEED`] (none in external mode).
+fn big_stack(test: &str) -> Option<Stack> {
+    Stack::spawned_only_with(
+        test,
+        Options {
+            seed: Some(big_seed_text()),
+            ..Options::default()
+        },
+    )
+}
+
 /// Units sold per product according to the readable orders (numbers are dense from 0;
 /// reading stops after a run of 32 unknown numbers), or `None` while the front-end
 /// pushes back with 503 because buys are still being worked off.
@@ -524,13 +529,7 @@ fn buyers_that_disconnect_mid_request_leave_no_half_done_buy() {
     use std::io::Write;
     use std::net::TcpStream;
     let test = "buyers_that_disconnect_mid_request_leave_no_half_done_buy";
-    let Some(s) = Stack::spawned_only_with(
-        test,
-        Options {
-            seed: Some(big_seed_text()),
-            ..Options::default()
-        },
-    ) else {
+    let Some(s) = big_stack(test) else {
         return;
     };
     let addr = s.front.trim_start_matches("http://").to_string();
