@@ -20,6 +20,7 @@
 //! - [`cli`]: the command-line flags of every binary.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod catalog;
 pub mod cli;
 pub mod client;

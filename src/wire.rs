@@ -155,6 +155,81 @@ pub struct BuyOutcome {
     pub state: BuyState,
 }
 
+/// `POST /lookup` on the catalog: many products in one call (the front-end batches the
+/// queries that arrive together; see [`crate::batch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    /// Product names, answered in this order.
+    pub names: Vec<String>,
+}
+
+/// `POST /buys` on the catalog: many buys in one call, one journal flush for all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogBuys {
+    /// Each idempotent on its `buy_id`, answered in this order.
+    pub buys: Vec<CatalogBuy>,
+}
+
+/// One order of `POST /orders/batch` on the order service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The product's name.
+    pub name: String,
+    /// Units, ≥ 1.
+    pub quantity: u64,
+    /// The buyer's `Idempotency-Key`, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `POST /orders/batch` on the order service: many orders in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placements {
+    /// Answered in this order.
+    pub orders: Vec<Placement>,
+}
+
+/// One item of a batch reply (`{"data": [item, ...]}`): the item's own success
+/// envelope or its own error envelope, as if it had been a request of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item<T> {
+    /// Present on success. (A missing `Option` field reads as `None` without
+    /// `#[serde(default)]`, which would require `T: Default`.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    /// Present on failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl<T> Item<T> {
+    /// A success or a failure (status and message).
+    pub fn new(result: Result<T, ErrorBody>) -> Self {
+        match result {
+            Ok(data) => Item {
+                data: Some(data),
+                error: None,
+            },
+            Err(error) => Item {
+                data: None,
+                error: Some(error),
+            },
+        }
+    }
+
+    /// Back to a result; an item with neither field is a malformed reply (502).
+    pub fn into_result(self) -> Result<T, ErrorBody> {
+        match (self.data, self.error) {
+            (Some(data), _) => Ok(data),
+            (None, Some(error)) => Err(error),
+            (None, None) => Err(ErrorBody {
+                code: 502,
+                message: "malformed batch reply".into(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

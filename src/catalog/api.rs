@@ -4,7 +4,8 @@ use super::store::{Catalog, CatalogError, Product};
 use crate::http::auth::require_bearer;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{
-    BuyOutcome, BuyState, CatalogBuy, ListQuery, ProductListItem, ProductUpdate, ProductView,
+    BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ErrorBody, Item, ListQuery, Lookup,
+    ProductListItem, ProductUpdate, ProductView,
 };
 use std::sync::Arc;
 
@@ -39,9 +40,34 @@ fn list_item(product: Product) -> ProductListItem {
     }
 }
 
+/// A batch request's body, or 400.
+fn batch_body<T: serde::de::DeserializeOwned>(
+    request: &Request,
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(&request.body)
+        .map_err(|_| ApiError::bad_request(format!("invalid request: expected {what}")))
+}
+
+fn valid(buy: &CatalogBuy) -> Result<(), ApiError> {
+    if buy.quantity >= 1 {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid request: quantity must be a positive integer",
+        ))
+    }
+}
+
+fn item<T>(result: Result<T, ApiError>) -> Item<T> {
+    Item::new(result.map_err(ErrorBody::from))
+}
+
 /// The catalog's routes over `catalog`; `admin_token` guards updates.
 pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
-    let (c1, c2, c3, c4, c5, c6) = (
+    let (c1, c2, c3, c4, c5, c6, c7, c8) = (
+        catalog.clone(),
+        catalog.clone(),
         catalog.clone(),
         catalog.clone(),
         catalog.clone(),
@@ -74,6 +100,31 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
                 .ok_or_else(|| ApiError::bad_request("invalid request: expected buy_id, name and quantity >= 1"))?;
             c5.buy(&buy)?;
             Ok(Response::data(&BuyOutcome { state: BuyState::Applied }))
+        })
+        .route("POST", "/lookup", move |request: &Request, _| {
+            let lookup: Lookup = batch_body(request, "{\"names\": [...]}")?;
+            let found = c7.get_many(&lookup.names);
+            let items: Vec<Item<ProductView>> = found
+                .iter()
+                .map(|p| item(p.as_ref().map(view).ok_or(CatalogError::UnknownProduct.into())))
+                .collect();
+            Ok(Response::data(&items))
+        })
+        .route("POST", "/buys", move |request: &Request, _| {
+            let batch: CatalogBuys = batch_body(request, "{\"buys\": [{buy_id, name, quantity}, ...]}")?;
+            let valid_buys: Vec<CatalogBuy> = batch.buys.iter().filter(|b| valid(b).is_ok()).cloned().collect();
+            let mut applied = c8.buy_many(&valid_buys).into_iter();
+            let items: Vec<Item<BuyOutcome>> = batch
+                .buys
+                .iter()
+                .map(|b| {
+                    let outcome = valid(b).and_then(|()| {
+                        applied.next().unwrap_or(Err(CatalogError::UnknownProduct)).map_err(ApiError::from)
+                    });
+                    item(outcome.map(|()| BuyOutcome { state: BuyState::Applied }))
+                })
+                .collect();
+            Ok(Response::data(&items))
         })
         .route("POST", "/buys/{id}/resolve", move |_, params| {
             let id = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid buy id"))?;

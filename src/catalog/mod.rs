@@ -6,7 +6,8 @@
 //! Internal API (the order service and the front-end call it):
 //! `GET /products`, `GET /products/{name}`, `PUT /products/{name}` (admin),
 //! `POST /buy {"buy_id","name","quantity","settled_below"}` (idempotent on `buy_id`),
-//! `POST /buys/{id}/resolve` (applied, or voided for good).
+//! `POST /buys/{id}/resolve` (applied, or voided for good), and the batch forms
+//! `POST /lookup {"names"}` and `POST /buys {"buys"}` (one reply item per entry).
 
 pub mod api;
 pub mod store;

@@ -254,6 +254,15 @@ impl Catalog {
         self.table.read().products.get(name).cloned()
     }
 
+    /// Many products under one read lock, in the order of `names`.
+    pub fn get_many<S: AsRef<str>>(&self, names: &[S]) -> Vec<Option<Product>> {
+        let table = self.table.read();
+        names
+            .iter()
+            .map(|name| table.products.get(name.as_ref()).cloned())
+            .collect()
+    }
+
     /// Products matching `query`, in seed order.
     pub fn list(&self, query: &ListQuery) -> Vec<Product> {
         let q = query.q.as_ref().map(|q| q.to_lowercase());
@@ -281,48 +290,83 @@ impl Catalog {
 
     /// Takes stock for a buy, at most once per buy id: a repeat returns the first outcome.
     pub fn buy(&self, buy: &CatalogBuy) -> Result<(), CatalogError> {
-        let ticket = {
+        self.buy_many(std::slice::from_ref(buy))
+            .pop()
+            .unwrap_or(Err(CatalogError::UnknownProduct))
+    }
+
+    /// Takes stock for many buys under one lock and one journal flush; one outcome per
+    /// buy, in order. A buy id seen before gets its first outcome again, and only once
+    /// that outcome is on disk too.
+    pub fn buy_many(&self, buys: &[CatalogBuy]) -> Vec<Result<(), CatalogError>> {
+        let (outcomes, ticket) = {
             let mut table = self.table.write();
-            table.settle_below(buy.settled_below);
-            match table.buys.get(&buy.buy_id) {
-                Some(BuyState::Applied) => return Ok(()),
-                Some(BuyState::Voided) => return Err(CatalogError::Voided),
-                None => {}
-            }
-            let product = table
-                .products
-                .get(&buy.name)
-                .ok_or(CatalogError::UnknownProduct)?;
-            if product.quantity < buy.quantity {
-                return Err(CatalogError::OutOfStock);
-            }
-            let record = Record::Buy {
-                seq: table.seq + 1,
-                buy: buy.buy_id,
-                name: buy.name.clone(),
-                qty: buy.quantity,
-            };
-            self.commit(&mut table, record)
+            let outcomes: Vec<_> = buys.iter().map(|buy| self.take(&mut table, buy)).collect();
+            (outcomes, self.journal.tail())
         };
-        self.wait(ticket)
+        match self.wait(ticket) {
+            Ok(()) => outcomes,
+            Err(error) => {
+                let message = error.to_string();
+                outcomes
+                    .into_iter()
+                    .map(|o| {
+                        o.and(Err(CatalogError::Storage(io::Error::other(
+                            message.clone(),
+                        ))))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Applies one buy in memory and journals it; the caller waits for durability.
+    fn take(&self, table: &mut Table, buy: &CatalogBuy) -> Result<(), CatalogError> {
+        table.settle_below(buy.settled_below);
+        if buy.buy_id < table.settled_below {
+            // Settled and forgotten: a late duplicate must not take stock again.
+            return Err(CatalogError::Voided);
+        }
+        match table.buys.get(&buy.buy_id) {
+            Some(BuyState::Applied) => return Ok(()),
+            Some(BuyState::Voided) => return Err(CatalogError::Voided),
+            None => {}
+        }
+        let product = table
+            .products
+            .get(&buy.name)
+            .ok_or(CatalogError::UnknownProduct)?;
+        if product.quantity < buy.quantity {
+            return Err(CatalogError::OutOfStock);
+        }
+        let record = Record::Buy {
+            seq: table.seq + 1,
+            buy: buy.buy_id,
+            name: buy.name.clone(),
+            qty: buy.quantity,
+        };
+        self.commit(table, record);
+        Ok(())
     }
 
     /// The outcome of a buy id, voiding it if it never applied, so that a delayed
     /// request for it can never apply later.
     pub fn resolve(&self, buy_id: u64) -> Result<BuyState, CatalogError> {
-        let ticket = {
+        let (state, ticket) = {
             let mut table = self.table.write();
-            if let Some(state) = table.buys.get(&buy_id) {
-                return Ok(*state);
+            match table.buys.get(&buy_id) {
+                Some(state) => (*state, self.journal.tail()),
+                None => {
+                    let record = Record::Void {
+                        seq: table.seq + 1,
+                        buy: buy_id,
+                    };
+                    (BuyState::Voided, self.commit(&mut table, record))
+                }
             }
-            let record = Record::Void {
-                seq: table.seq + 1,
-                buy: buy_id,
-            };
-            self.commit(&mut table, record)
         };
         self.wait(ticket)?;
-        Ok(BuyState::Voided)
+        Ok(state)
     }
 
     /// Sets price and/or stock of an existing product.

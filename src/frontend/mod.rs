@@ -2,11 +2,15 @@
 //! sees it, routes queries to the catalog and buys to the order service, and passes
 //! their answers through; a backend that is down or slow becomes 503/504.
 
+use crate::batch::Batcher;
 use crate::http::auth::require_bearer;
 use crate::http::backend::{Backend, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
 use crate::order::idempotency_key;
-use crate::wire::{quantity_from_text, BuyRequest, ListQuery, ProductUpdate};
+use crate::wire::{
+    quantity_from_text, BuyRequest, ListQuery, Lookup, OrderPlaced, Placement, Placements,
+    ProductUpdate, ProductView,
+};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use std::sync::Arc;
 
@@ -34,36 +38,93 @@ fn encode(segment: &str) -> String {
     utf8_percent_encode(segment, NON_ALPHANUMERIC).to_string()
 }
 
+/// Concurrent requests of one kind, gathered into one backend call (see
+/// [`crate::batch`]); each carries its request id.
+type Gathered<T> = Batcher<(T, String), HandlerResult>;
+
+/// How many requests one backend call carries at most, and how many bytes of names.
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 256 << 10;
+
 impl Frontend {
-    fn buy(&self, request: &Request, buy: BuyRequest) -> HandlerResult {
-        let mut headers = vec![("X-Request-Id", request.request_id.as_str())];
-        let key = idempotency_key(request)?;
-        if let Some(key) = key {
-            headers.push(("Idempotency-Key", key));
-        }
-        let body = serde_json::to_vec(&buy).unwrap_or_default();
-        Ok(relay(self.order.send_json(
-            "POST",
-            "/orders",
-            &body,
-            &headers,
-            key.is_some(),
-        )?))
+    /// Looks many products up in one catalog call.
+    fn lookup_many(&self, queries: Vec<(String, String)>) -> Vec<HandlerResult> {
+        let request_id = queries
+            .first()
+            .map(|(_, id)| id.clone())
+            .unwrap_or_default();
+        let count = queries.len();
+        let names = queries.into_iter().map(|(name, _)| name).collect();
+        let found = self.catalog.send_batch::<ProductView>(
+            "/lookup",
+            &Lookup { names },
+            count,
+            &request_id,
+            true,
+        );
+        split(found, count, |view| Response::data(&view))
+    }
+
+    /// Places many orders in one call to the order service. It may be retried after a
+    /// lost reply only when every order in it carries an idempotency key.
+    fn place_many(&self, buys: Vec<(Placement, String)>) -> Vec<HandlerResult> {
+        let request_id = buys.first().map(|(_, id)| id.clone()).unwrap_or_default();
+        let count = buys.len();
+        let idempotent = buys.iter().all(|(order, _)| order.key.is_some());
+        let orders = buys.into_iter().map(|(order, _)| order).collect();
+        let placed = self.order.send_batch::<OrderPlaced>(
+            "/orders/batch",
+            &Placements { orders },
+            count,
+            &request_id,
+            idempotent,
+        );
+        split(placed, count, |placed| Response::data(&placed))
     }
 }
 
-/// The public routes.
+/// One handler result per item of a batch call, or the call's failure for each.
+fn split<T>(
+    batch: Result<Vec<Result<T, ApiError>>, ApiError>,
+    count: usize,
+    respond: impl Fn(T) -> Response,
+) -> Vec<HandlerResult> {
+    match batch {
+        Ok(items) => items.into_iter().map(|item| item.map(&respond)).collect(),
+        Err(error) => vec![Err(error); count],
+    }
+}
+
+fn buy(buys: &Gathered<Placement>, request: &Request, buy: BuyRequest) -> HandlerResult {
+    let key = idempotency_key(request)?.map(str::to_string);
+    let bytes = buy.name.len() + 64;
+    let order = Placement {
+        name: buy.name,
+        quantity: buy.quantity,
+        key,
+    };
+    buys.submit((order, request.request_id.clone()), bytes)
+}
+
+/// The public routes. Single-product queries and buys that arrive together go to
+/// their backend as one batch; the rarer routes are passed through one by one.
 pub fn router(frontend: Arc<Frontend>) -> Router {
     let f = |f: &Arc<Frontend>| Arc::clone(f);
-    let (health, list, get, put, orders, lab, lookup) = (
-        f(&frontend),
-        f(&frontend),
-        f(&frontend),
-        f(&frontend),
-        f(&frontend),
-        f(&frontend),
-        frontend,
-    );
+    let (health, list, put, lookup) = (f(&frontend), f(&frontend), f(&frontend), f(&frontend));
+    let queries: Gathered<String> = {
+        let frontend = f(&frontend);
+        Batcher::new(
+            BATCH_ITEMS,
+            BATCH_BYTES,
+            Box::new(move |q| frontend.lookup_many(q)),
+        )
+    };
+    let buys: Arc<Gathered<Placement>> = Arc::new(Batcher::new(
+        BATCH_ITEMS,
+        BATCH_BYTES,
+        Box::new(move |b| frontend.place_many(b)),
+    ));
+    let lab_buys = Arc::clone(&buys);
     Router::new()
         .route("GET", "/health", move |_, _| {
             let state = |b: &Backend| if b.is_up() { "up" } else { "down" };
@@ -76,8 +137,9 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Ok(relay(list.catalog.get(&path, &request.request_id)?))
         })
         .route("GET", "/products/{name}", move |request: &Request, params| {
-            let path = format!("/products/{}", encode(params.get(0)));
-            Ok(relay(get.catalog.get(&path, &request.request_id)?))
+            let name = params.get(0).to_string();
+            let bytes = name.len() + 16;
+            queries.submit((name, request.request_id.clone()), bytes)
         })
         .route("PUT", "/products/{name}", move |request: &Request, params| {
             require_bearer(request, put.admin_token.as_deref())?;
@@ -90,12 +152,12 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Ok(relay(put.catalog.send_json("PUT", &path, &body, &headers, true)?))
         })
         .route("POST", "/orders", move |request: &Request, _| {
-            let buy = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
-            orders.buy(request, buy)
+            let order = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
+            buy(&buys, request, order)
         })
         .route("POST", "/{name}/{quantity}", move |request: &Request, params| {
             let quantity = quantity_from_text(params.get(1)).map_err(ApiError::bad_request)?;
-            lab.buy(request, BuyRequest { name: params.get(0).to_string(), quantity })
+            buy(&lab_buys, request, BuyRequest { name: params.get(0).to_string(), quantity })
         })
         .route("GET", "/orders/{number}", move |request: &Request, params| {
             let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;

@@ -4,7 +4,10 @@
 
 use super::error::ApiError;
 use crate::peer::PeerAddr;
+use crate::wire::{Data, ErrorEnvelope, Item};
 use parking_lot::{Condvar, Mutex};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,6 +190,48 @@ impl Backend {
         idempotent: bool,
     ) -> Result<Reply, BackendError> {
         self.call(method, path, Some(body), headers, idempotent)
+    }
+
+    /// Sends a batch (`body` holds `count` items) and splits the reply `{"data": [item,
+    /// ...]}` into one result per item. A reply that is not a 200 with exactly `count`
+    /// items fails as a whole: the peer's own error, or 502 when it is malformed.
+    pub fn send_batch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        count: usize,
+        request_id: &str,
+        idempotent: bool,
+    ) -> Result<Vec<Result<T, ApiError>>, ApiError> {
+        // Our batch bodies are plain structs: serializing them cannot fail.
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let reply = self.send_json(
+            "POST",
+            path,
+            &body,
+            &[("X-Request-Id", request_id)],
+            idempotent,
+        )?;
+        if reply.status != 200 {
+            return Err(match serde_json::from_slice::<ErrorEnvelope>(&reply.body) {
+                Ok(envelope) => envelope.error.into(),
+                Err(_) => ApiError::new(
+                    502,
+                    format!("{} service failed ({})", self.name, reply.status),
+                ),
+            });
+        }
+        match serde_json::from_slice::<Data<Vec<Item<T>>>>(&reply.body) {
+            Ok(items) if items.data.len() == count => Ok(items
+                .data
+                .into_iter()
+                .map(|item| item.into_result().map_err(ApiError::from))
+                .collect()),
+            _ => Err(ApiError::new(
+                502,
+                format!("{} service sent a malformed batch reply", self.name),
+            )),
+        }
     }
 
     fn call(

@@ -1,5 +1,6 @@
 //! Errors of the HTTP layer, and the one type every handler error becomes: [`ApiError`].
 
+use crate::wire::ErrorBody;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -46,6 +47,21 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+impl From<ApiError> for ErrorBody {
+    fn from(error: ApiError) -> Self {
+        ErrorBody {
+            code: error.status,
+            message: error.message.into_owned(),
+        }
+    }
+}
+
+impl From<ErrorBody> for ApiError {
+    fn from(error: ErrorBody) -> Self {
+        ApiError::new(error.code, error.message)
+    }
+}
 
 /// Why a request could not be read off the wire. Each maps to the status sent
 /// (where a response can still be written) before the connection is closed.

@@ -249,30 +249,50 @@ impl OrderLog {
     /// The catalog applied `buy`: takes the next order number, durably. `None` if the
     /// buy is not open (someone else settled it).
     pub fn commit(&self, buy: u64) -> io::Result<Option<u64>> {
-        let (number, name, qty, ticket) = {
+        Ok(self.commit_many(&[buy])?.pop().flatten())
+    }
+
+    /// [`commit`](Self::commit) for many buys, with one wait for the disk.
+    pub fn commit_many(&self, buys: &[u64]) -> io::Result<Vec<Option<u64>>> {
+        let mut placed = Vec::with_capacity(buys.len());
+        let mut last = None;
+        {
             let mut state = self.state.lock();
-            let Some(intent) = state.finish(buy, None) else {
-                return Ok(None);
-            };
-            // Numbers follow the orders of the log; a gap is a commit a crash lost
-            // before it was durable (never acknowledged).
-            let number = state.orders.len() as u64;
-            state.orders.push(None);
-            if let Some(key) = intent.key.clone() {
-                state.remember_key(key, KeyState::Done(Outcome::Placed(number)));
+            for &buy in buys {
+                let Some(intent) = state.finish(buy, None) else {
+                    placed.push(None);
+                    continue;
+                };
+                // Numbers follow the orders of the log; a gap is a commit a crash lost
+                // before it was durable (never acknowledged).
+                let number = state.orders.len() as u64;
+                state.orders.push(None);
+                if let Some(key) = intent.key.clone() {
+                    state.remember_key(key, KeyState::Done(Outcome::Placed(number)));
+                }
+                last = Some(self.journal.append_json(&Record::Commit {
+                    buy,
+                    number,
+                    name: intent.name.to_string(),
+                    qty: intent.qty,
+                }));
+                placed.push(Some((number, intent.name, intent.qty)));
             }
-            let ticket = self.journal.append_json(&Record::Commit {
-                buy,
-                number,
-                name: intent.name.to_string(),
-                qty: intent.qty,
-            });
-            (number, intent.name, intent.qty, ticket)
-        };
-        self.journal.wait_durable(ticket)?;
+        }
+        if let Some(ticket) = last {
+            self.journal.wait_durable(ticket)?;
+        }
         // Readable only once durable: nobody sees an order a crash could still take back.
-        self.state.lock().place(number, name, qty);
-        Ok(Some(number))
+        let mut state = self.state.lock();
+        Ok(placed
+            .into_iter()
+            .map(|p| {
+                p.map(|(number, name, qty)| {
+                    state.place(number, name, qty);
+                    number
+                })
+            })
+            .collect())
     }
 
     /// The catalog refused `buy` (`refusal`), or voided it (`None`: a retry with the

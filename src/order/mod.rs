@@ -2,7 +2,8 @@
 //! with the catalog (see [`log`] for the protocol and its recovery).
 //!
 //! Internal API (the front-end calls it): `POST /orders {"name","quantity"}` with an
-//! optional `Idempotency-Key`, `GET /orders/{number}`.
+//! optional `Idempotency-Key`, its batch form `POST /orders/batch {"orders": [{"name",
+//! "quantity","key"}, ...]}` (one reply item per order), and `GET /orders/{number}`.
 
 pub mod log;
 pub mod service;
@@ -10,16 +11,35 @@ pub mod service;
 pub use log::OrderLog;
 pub use service::OrderService;
 
+use crate::batch::Batcher;
 use crate::http::{ApiError, Request, Response, Router};
-use crate::wire::{BuyRequest, OrderPlaced};
+use crate::wire::{BuyRequest, ErrorBody, Item, OrderPlaced, Placement, Placements};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// The order service's routes.
+/// Orders waiting to be placed together, with the request id of each.
+type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
+
+/// How many orders one batch carries at most, and how many bytes of names.
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// The order service's routes. Concurrent `POST /orders` requests are placed together
+/// (one intent fsync, one catalog call, one commit fsync for all; see [`crate::batch`]);
+/// `POST /orders/batch` is the same for a batch the front-end already gathered.
 pub fn router(service: Arc<OrderService>) -> Router {
-    let (s1, s2, s3) = (service.clone(), service.clone(), service);
+    let (s1, s2, s3) = (service.clone(), service.clone(), service.clone());
+    let placer: Placer = Batcher::new(
+        BATCH_ITEMS,
+        BATCH_BYTES,
+        Box::new(move |items: Vec<(Placement, String)>| {
+            let request_id = items.first().map(|(_, id)| id.clone()).unwrap_or_default();
+            let orders: Vec<Placement> = items.into_iter().map(|(order, _)| order).collect();
+            service.place_many(&orders, &request_id)
+        }),
+    );
     Router::new()
         .route("GET", "/health", move |_, _| {
             let catalog = if s1.catalog.is_up() { "up" } else { "down" };
@@ -28,9 +48,26 @@ pub fn router(service: Arc<OrderService>) -> Router {
         })
         .route("POST", "/orders", move |request: &Request, _| {
             let buy = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
-            let key = idempotency_key(request)?;
-            let number = s2.place(&buy.name, buy.quantity, key, &request.request_id)?;
+            let key = idempotency_key(request)?.map(str::to_string);
+            let bytes = buy.name.len() + 64;
+            let order = Placement { name: buy.name, quantity: buy.quantity, key };
+            let number = placer.submit((order, request.request_id.clone()), bytes)?;
             Ok(Response::data(&OrderPlaced { order_number: number }))
+        })
+        .route("POST", "/orders/batch", move |request: &Request, _| {
+            let batch: Placements = serde_json::from_slice(&request.body)
+                .map_err(|_| ApiError::bad_request("invalid request: expected {\"orders\": [{name, quantity, key?}, ...]}"))?;
+            let checks: Vec<Result<(), ApiError>> = batch.orders.iter().map(check_placement).collect();
+            let valid: Vec<Placement> = batch.orders.iter().zip(&checks).filter(|(_, c)| c.is_ok()).map(|(o, _)| o.clone()).collect();
+            let mut placed = s2.place_many(&valid, &request.request_id).into_iter();
+            let items: Vec<Item<OrderPlaced>> = checks
+                .into_iter()
+                .map(|check| {
+                    let result = check.and_then(|()| placed.next().unwrap_or_else(|| Err(ApiError::new(500, "batch miscounted"))));
+                    Item::new(result.map(|order_number| OrderPlaced { order_number }).map_err(ErrorBody::from))
+                })
+                .collect();
+            Ok(Response::data(&items))
         })
         .route("GET", "/orders/{number}", move |_, params| {
             let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;
@@ -38,18 +75,36 @@ pub fn router(service: Arc<OrderService>) -> Router {
         })
 }
 
+/// What `POST /orders` checks of its body and key, for an order inside a batch.
+fn check_placement(order: &Placement) -> Result<(), ApiError> {
+    if order.name.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid request: name must be a non-empty string",
+        ));
+    }
+    if order.quantity == 0 {
+        return Err(ApiError::bad_request(
+            "invalid request: quantity must be a positive integer",
+        ));
+    }
+    match &order.key {
+        Some(key) => valid_key(key).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
 pub fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
-    match request.header("idempotency-key") {
-        None => Ok(None),
-        Some(key)
-            if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(key))
-        }
-        Some(_) => Err(ApiError::bad_request(
+    request.header("idempotency-key").map(valid_key).transpose()
+}
+
+fn valid_key(key: &str) -> Result<&str, ApiError> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(key)
+    } else {
+        Err(ApiError::bad_request(
             "invalid idempotency-key: 1 to 255 visible ascii characters",
-        )),
+        ))
     }
 }
 

@@ -1,9 +1,9 @@
 //! Placing an order: the buy protocol between the order log and the catalog.
 
 use super::log::{Begin, OrderLog, Outcome, Refusal};
-use crate::http::backend::{Backend, Reply};
+use crate::http::backend::Backend;
 use crate::http::ApiError;
-use crate::wire::{BuyOutcome, BuyState, CatalogBuy, ErrorEnvelope};
+use crate::wire::{BuyOutcome, BuyState, CatalogBuy, CatalogBuys, Placement};
 
 /// The order service's state: its log, and the catalog it buys from.
 pub struct OrderService {
@@ -19,85 +19,118 @@ impl OrderService {
         OrderService { log, catalog }
     }
 
-    /// Places an order: intent, catalog buy, commit. Returns the order number.
-    pub fn place(
-        &self,
-        name: &str,
-        quantity: u64,
-        key: Option<&str>,
-        request_id: &str,
-    ) -> Result<u64, ApiError> {
-        let buy_id = match self.log.begin(name, quantity, key) {
-            Begin::Replay(Outcome::Placed(number)) => return Ok(number),
-            Begin::Replay(Outcome::Refused(refusal)) => {
-                return Err(ApiError::new(refusal.status, refusal.message))
-            }
-            Begin::InProgress => {
-                return Err(ApiError::new(
-                    409,
-                    "a request with this idempotency key is still in progress",
-                ))
-            }
-            Begin::Started(buy_id, ticket) => {
-                self.log.wait(ticket).map_err(storage_failure)?;
-                buy_id
-            }
-        };
-        let buy = CatalogBuy {
-            buy_id,
-            name: name.to_string(),
-            quantity,
-            settled_below: self.log.settled_below(),
-        };
-        let body = serde_json::to_vec(&buy).unwrap_or_default();
-        match self
-            .catalog
-            .send_json("POST", "/buy", &body, &[("X-Request-Id", request_id)], true)
-        {
-            Ok(Reply { status: 200, .. }) => self.commit(buy_id),
-            Ok(Reply { status, body }) if (400..500).contains(&status) => {
-                let message = serde_json::from_slice::<ErrorEnvelope>(&body)
-                    .map(|e| e.error.message)
-                    .unwrap_or_else(|_| "catalog refused the buy".into());
-                self.log.abort(
-                    buy_id,
-                    Some(Refusal {
-                        status,
-                        message: message.clone(),
-                    }),
-                );
-                Err(ApiError::new(status, message))
-            }
-            Ok(Reply { status, .. }) => self.settle_unknown(
-                buy_id,
-                ApiError::new(502, format!("catalog service failed ({status})")),
-            ),
-            Err(error) => self.settle_unknown(buy_id, error.into()),
+    /// Places orders: their intents (one fsync), their catalog buys (one call), their
+    /// commits (one fsync). One result per order, in order: the order number, or why not.
+    pub fn place_many(&self, orders: &[Placement], request_id: &str) -> Vec<Result<u64, ApiError>> {
+        let mut results = Vec::with_capacity(orders.len());
+        let mut started = Vec::new();
+        let mut last = None;
+        for (index, order) in orders.iter().enumerate() {
+            results.push(
+                match self
+                    .log
+                    .begin(&order.name, order.quantity, order.key.as_deref())
+                {
+                    Begin::Replay(Outcome::Placed(number)) => Ok(number),
+                    Begin::Replay(Outcome::Refused(refusal)) => {
+                        Err(ApiError::new(refusal.status, refusal.message))
+                    }
+                    Begin::InProgress => Err(ApiError::new(
+                        409,
+                        "a request with this idempotency key is still in progress",
+                    )),
+                    Begin::Started(buy_id, ticket) => {
+                        started.push((index, buy_id));
+                        last = Some(ticket);
+                        Err(ApiError::new(500, "buy not settled"))
+                    }
+                },
+            );
         }
-    }
-
-    /// The catalog may or may not have applied the buy: ask it to resolve the id now;
-    /// if it cannot answer either, leave the buy to the resolver and report `error`.
-    fn settle_unknown(&self, buy_id: u64, error: ApiError) -> Result<u64, ApiError> {
-        match self.resolve(buy_id) {
-            Some(BuyState::Applied) => self.commit(buy_id),
-            Some(BuyState::Voided) => {
-                self.log.abort(buy_id, None);
-                Err(error)
-            }
-            None => {
+        let Some(ticket) = last else {
+            return results;
+        };
+        if let Err(e) = self.log.wait(ticket) {
+            let error = storage_failure(e);
+            for &(index, buy_id) in &started {
                 self.log.release(buy_id);
-                Err(error)
+                results[index] = Err(error.clone());
+            }
+            return results;
+        }
+        let settled_below = self.log.settled_below();
+        let batch = CatalogBuys {
+            buys: started
+                .iter()
+                .map(|&(index, buy_id)| CatalogBuy {
+                    buy_id,
+                    name: orders[index].name.clone(),
+                    quantity: orders[index].quantity,
+                    settled_below,
+                })
+                .collect(),
+        };
+        let outcomes =
+            self.catalog
+                .send_batch::<BuyOutcome>("/buys", &batch, started.len(), request_id, true);
+        let mut applied = Vec::with_capacity(started.len());
+        // Once the catalog fails to resolve one buy, the rest go straight to the resolver.
+        let mut reachable = true;
+        for (position, &(index, buy_id)) in started.iter().enumerate() {
+            let outcome = match &outcomes {
+                Ok(items) => items[position].clone(),
+                Err(error) => Err(error.clone()),
+            };
+            match outcome {
+                Ok(_) => applied.push((index, buy_id)),
+                Err(refusal) if outcomes.is_ok() && (400..500).contains(&refusal.status) => {
+                    self.log.abort(
+                        buy_id,
+                        Some(Refusal {
+                            status: refusal.status,
+                            message: refusal.message.to_string(),
+                        }),
+                    );
+                    results[index] = Err(refusal);
+                }
+                // The catalog may or may not have applied it: ask.
+                Err(error) => {
+                    let state = if reachable {
+                        self.resolve(buy_id)
+                    } else {
+                        None
+                    };
+                    reachable &= state.is_some();
+                    match state {
+                        Some(BuyState::Applied) => applied.push((index, buy_id)),
+                        Some(BuyState::Voided) => {
+                            self.log.abort(buy_id, None);
+                            results[index] = Err(error);
+                        }
+                        None => {
+                            self.log.release(buy_id);
+                            results[index] = Err(error);
+                        }
+                    }
+                }
             }
         }
-    }
-
-    fn commit(&self, buy_id: u64) -> Result<u64, ApiError> {
-        match self.log.commit(buy_id) {
-            Ok(Some(number)) => Ok(number),
-            Ok(None) => Err(ApiError::new(500, "buy was settled twice")),
-            Err(e) => Err(storage_failure(e)),
+        let buys: Vec<u64> = applied.iter().map(|&(_, buy_id)| buy_id).collect();
+        match self.log.commit_many(&buys) {
+            Ok(numbers) => {
+                for (&(index, _), number) in applied.iter().zip(numbers) {
+                    results[index] =
+                        number.ok_or_else(|| ApiError::new(500, "buy was settled twice"));
+                }
+            }
+            Err(e) => {
+                let error = storage_failure(e);
+                for &(index, _) in &applied {
+                    results[index] = Err(error.clone());
+                }
+            }
         }
+        results
     }
 
     /// Asks the catalog for the outcome of a buy id (voiding it if it never applied).

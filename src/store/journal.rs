@@ -170,6 +170,12 @@ impl Journal {
         self.append(&serde_json::to_vec(record).unwrap_or_default())
     }
 
+    /// The ticket of the last record appended so far: waiting on it makes every change
+    /// already made visible also durable (for a reply about a change made by another).
+    pub fn tail(&self) -> Ticket {
+        Ticket(self.state.lock().appended)
+    }
+
     /// Blocks until the record of `ticket` (and every one before it) is on disk.
     ///
     /// Waiters sleep on the condvar of the flush that will cover them: the one running
@@ -233,8 +239,7 @@ impl Journal {
     /// must have saved what the records said elsewhere (a snapshot) and must keep new
     /// appends out while this runs (it holds its own lock).
     pub fn truncate(&self) -> io::Result<()> {
-        let last = Ticket(self.state.lock().appended);
-        self.wait_durable(last)?;
+        self.wait_durable(self.tail())?;
         self.file.set_len(0)?;
         self.file.sync_all()
     }
