@@ -1,11 +1,12 @@
 //! Coalescing concurrent calls into batches: one round trip (or one fsync) for many
 //! callers, the way the journal's group commit shares an fsync.
 //!
-//! Every caller of [`Batcher::submit`] queues its item. If no batch is in flight, the
-//! caller becomes the *leader*: it takes everything queued (its own item first) and
-//! runs it as one batch on its own thread; callers that arrive meanwhile queue up and
-//! sleep. When the batch is done the leader hands each follower its result and, if
-//! items queued up during the flight, wakes the oldest of them to lead the next batch.
+//! Every caller of [`Batcher::submit`] queues its item. If fewer batches than allowed
+//! are in flight (one, or a few to keep a slow pipeline full), the caller becomes a
+//! *leader*: it takes the oldest queued items and runs them as one batch on its own
+//! thread, handing each caller its result; callers that arrive meanwhile queue up and
+//! sleep. A leader leads until its own item has been run, then passes the lead to the
+//! oldest waiting caller, which runs the next batch; nobody waiting, the lead lapses.
 //!
 //! So an item is always run by a batch that *started after it was queued*: a caller
 //! never gets a result read before its call began (a query right after a buy sees the
@@ -13,8 +14,14 @@
 //! batches grow by themselves to however many callers wait out one round trip.
 
 use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
 use std::mem;
 use std::sync::Arc;
+
+/// Items a batch between services carries at most.
+pub const MAX_ITEMS: usize = 256;
+/// Bytes of names a batch carries at most: far below the peers' 1 MiB body limit.
+pub const MAX_BYTES: usize = 256 << 10;
 
 /// A function that runs a batch: one result per item, in order.
 pub type RunBatch<T, R> = Box<dyn Fn(Vec<T>) -> Vec<R> + Send + Sync>;
@@ -23,62 +30,69 @@ pub type RunBatch<T, R> = Box<dyn Fn(Vec<T>) -> Vec<R> + Send + Sync>;
 pub struct Batcher<T, R> {
     gather: Mutex<Gather<T, R>>,
     run: RunBatch<T, R>,
+    flights: usize,
     max_items: usize,
     max_bytes: usize,
 }
 
 struct Gather<T, R> {
-    queue: Vec<Queued<T, R>>,
-    leading: bool,
+    /// Items not yet taken into a batch, oldest first.
+    queue: VecDeque<Queued<T, R>>,
+    /// Leads held: callers leading a batch, or offered the lead and not yet awake.
+    leads: usize,
 }
 
 struct Queued<T, R> {
     item: T,
     bytes: usize,
     slot: Arc<Slot<R>>,
+    /// This caller has been offered a lead (so no second lead goes to it).
+    offered: bool,
 }
 
-/// Where a follower sleeps until the leader signals it.
+/// Where a caller sleeps until it has its result or is offered the lead.
 struct Slot<R> {
-    signal: Mutex<Option<Signal<R>>>,
+    state: Mutex<SlotState<R>>,
     ready: Condvar,
 }
 
-enum Signal<R> {
-    Done(R),
-    Lead,
-    /// The leader's batch panicked.
-    Lost,
+struct SlotState<R> {
+    result: Option<R>,
+    /// A finishing leader passed its lead here.
+    lead: bool,
+    /// The batch holding this item panicked.
+    lost: bool,
 }
 
 impl<R> Slot<R> {
-    fn send(&self, signal: Signal<R>) {
-        *self.signal.lock() = Some(signal);
+    fn update(&self, change: impl FnOnce(&mut SlotState<R>)) {
+        change(&mut self.state.lock());
         self.ready.notify_one();
     }
 
-    fn wait(&self) -> Signal<R> {
-        let mut signal = self.signal.lock();
-        loop {
-            if let Some(s) = signal.take() {
-                return s;
-            }
-            self.ready.wait(&mut signal);
+    /// Takes what arrived (waiting for something to arrive when `block`): the result
+    /// if any, whether a lead was passed here, whether the batch was lost.
+    fn take(&self, block: bool) -> (Option<R>, bool, bool) {
+        let mut state = self.state.lock();
+        while block && state.result.is_none() && !state.lead && !state.lost {
+            self.ready.wait(&mut state);
         }
+        (state.result.take(), mem::take(&mut state.lead), state.lost)
     }
 }
 
 impl<T, R> Batcher<T, R> {
-    /// A batcher whose batches hold at most `max_items` items and, beyond the first
-    /// item, at most `max_bytes` of their declared sizes (so that a batch's request
-    /// stays under the peer's body limit).
-    pub fn new(max_items: usize, max_bytes: usize, run: RunBatch<T, R>) -> Self {
+    /// A batcher that runs up to `flights` batches at once, each holding at most
+    /// `max_items` items and, beyond the first item, at most `max_bytes` of their
+    /// declared sizes (so that a batch's request stays under the peer's body limit).
+    pub fn new(flights: usize, max_items: usize, max_bytes: usize, run: RunBatch<T, R>) -> Self {
         Batcher {
             gather: Mutex::new(Gather {
-                queue: Vec::new(),
-                leading: false,
+                queue: VecDeque::new(),
+                leads: 0,
             }),
             run,
+            flights: flights.max(1),
             max_items: max_items.max(1),
             max_bytes,
         }
@@ -86,43 +100,69 @@ impl<T, R> Batcher<T, R> {
 
     /// Runs `item` in a batch and returns its result. `bytes` is its share of the
     /// batch's size. Blocks until a batch that started after this call has run.
+    ///
+    /// A leader runs batches from the head of the queue until its own item has been
+    /// run (by it or by another leader), then passes its lead to the oldest caller not
+    /// yet offered one, or gives it up when nobody waits.
     pub fn submit(&self, item: T, bytes: usize) -> R {
         let slot = Arc::new(Slot {
-            signal: Mutex::new(None),
+            state: Mutex::new(SlotState {
+                result: None,
+                lead: false,
+                lost: false,
+            }),
             ready: Condvar::new(),
         });
-        let lead = {
+        let leads = {
             let mut gather = self.gather.lock();
-            gather.queue.push(Queued {
+            gather.queue.push_back(Queued {
                 item,
                 bytes,
                 slot: Arc::clone(&slot),
+                offered: false,
             });
-            !mem::replace(&mut gather.leading, true)
+            let lead = gather.leads < self.flights;
+            gather.leads += usize::from(lead);
+            lead
         };
-        if !lead {
-            match slot.wait() {
-                Signal::Done(result) => return result,
-                Signal::Lead => {}
-                Signal::Lost => panic!("the batch this call was in panicked"),
+        let mut lead = Lead {
+            batcher: self,
+            held: leads,
+        };
+        loop {
+            // A leader whose item is in another leader's batch, with nothing left to
+            // run, waits for that batch like a follower (keeping its lead).
+            let ran = lead.held && self.run_batch();
+            let (result, offered, lost) = slot.take(!ran);
+            if offered && lead.held {
+                // Two leads met here (a leader finished while this one was leading):
+                // one is enough, the other goes on.
+                self.pass_lead();
+            }
+            lead.held |= offered;
+            if lost {
+                panic!("the batch this call was in panicked");
+            }
+            if let Some(result) = result {
+                return result;
             }
         }
-        self.lead(&slot)
     }
 
-    /// Takes the head of the queue (led by `own`, which is first), runs it, hands out
-    /// the results and passes the lead on. Returns `own`'s result.
-    fn lead(&self, own: &Arc<Slot<R>>) -> R {
+    /// Runs one batch from the head of the queue and hands out its results. Returns
+    /// false when the queue was empty.
+    fn run_batch(&self) -> bool {
         let batch = self.take_batch();
-        debug_assert!(Arc::ptr_eq(&batch[0].slot, own));
-        let mut handoff = Handoff {
-            batcher: self,
+        if batch.is_empty() {
+            return false;
+        }
+        let mut guard = LostOnPanic {
             slots: Vec::with_capacity(batch.len()),
         };
         let mut items = Vec::with_capacity(batch.len());
         for queued in batch {
             items.push(queued.item);
-            handoff.slots.push(queued.slot);
+            guard.slots.push(queued.slot);
         }
         let count = items.len();
         let results = (self.run)(items);
@@ -131,15 +171,10 @@ impl<T, R> Batcher<T, R> {
             count,
             "a batch must give one result per item"
         );
-        let mut slots = mem::take(&mut handoff.slots).into_iter();
-        let mut results = results.into_iter();
-        slots.next();
-        let own_result = results.next();
-        for (slot, result) in slots.zip(results) {
-            slot.send(Signal::Done(result));
+        for (slot, result) in mem::take(&mut guard.slots).into_iter().zip(results) {
+            slot.update(|state| state.result = Some(result));
         }
-        drop(handoff);
-        own_result.expect("one result per item")
+        true
     }
 
     fn take_batch(&self) -> Vec<Queued<T, R>> {
@@ -156,29 +191,45 @@ impl<T, R> Batcher<T, R> {
         gather.queue.drain(..take).collect()
     }
 
-    /// After a batch (or a panic in one): the lead passes to the oldest queued caller.
+    /// Passes a lead to the oldest queued caller not yet offered one, or gives it up.
     fn pass_lead(&self) {
         let mut gather = self.gather.lock();
-        match gather.queue.first() {
-            Some(next) => next.slot.send(Signal::Lead),
-            None => gather.leading = false,
+        match gather.queue.iter_mut().find(|queued| !queued.offered) {
+            Some(next) => {
+                next.offered = true;
+                next.slot.update(|state| state.lead = true);
+            }
+            None => gather.leads -= 1,
         }
     }
 }
 
-/// Passes the lead on when a batch ends, and if the batch panicked, wakes its
-/// followers with the news rather than leaving them asleep forever.
-struct Handoff<'a, T, R> {
+/// A lead a caller holds: passed on when the caller returns, or when it unwinds from
+/// a panic, so that a lead is never lost and the queue never stalls.
+struct Lead<'a, T, R> {
     batcher: &'a Batcher<T, R>,
+    held: bool,
+}
+
+impl<T, R> Drop for Lead<'_, T, R> {
+    fn drop(&mut self) {
+        if self.held {
+            self.batcher.pass_lead();
+        }
+    }
+}
+
+/// Wakes the callers of a batch that panicked with the news, rather than leaving them
+/// asleep forever.
+struct LostOnPanic<R> {
     slots: Vec<Arc<Slot<R>>>,
 }
 
-impl<T, R> Drop for Handoff<'_, T, R> {
+impl<R> Drop for LostOnPanic<R> {
     fn drop(&mut self) {
-        for slot in self.slots.iter().skip(1) {
-            slot.send(Signal::Lost);
+        for slot in &self.slots {
+            slot.update(|state| state.lost = true);
         }
-        self.batcher.pass_lead();
     }
 }
 
@@ -193,6 +244,7 @@ mod tests {
     #[test]
     fn a_lone_caller_runs_a_batch_of_one() {
         let batcher = Batcher::new(
+            1,
             8,
             1024,
             Box::new(|items: Vec<u32>| items.iter().map(|i| i * 2).collect()),
@@ -206,6 +258,7 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&batches);
         let batcher = Arc::new(Batcher::new(
+            2,
             64,
             1 << 20,
             Box::new(move |items: Vec<u64>| {
@@ -237,10 +290,91 @@ mod tests {
     }
 
     #[test]
+    fn no_more_batches_run_at_once_than_flights() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+        let batcher = Arc::new(Batcher::new(
+            2,
+            4,
+            1024,
+            Box::new(move |items: Vec<u32>| {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(3));
+                r.fetch_sub(1, Ordering::SeqCst);
+                items
+            }),
+        ));
+        let handles: Vec<_> = (0..12u32)
+            .map(|t| {
+                let batcher = Arc::clone(&batcher);
+                thread::spawn(move || (0..10).all(|i| batcher.submit(t * 10 + i, 1) == t * 10 + i))
+            })
+            .collect();
+        for handle in handles {
+            assert!(handle.join().unwrap());
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&most),
+            "{most} batches ran at once with 2 flights"
+        );
+    }
+
+    /// Many callers on several flights, with batches of random duration: every call
+    /// returns (no lead is lost), with its own result, from a batch that started after
+    /// the call was queued.
+    #[test]
+    fn under_stress_every_caller_gets_its_own_fresh_result() {
+        for flights in [1, 2, 3] {
+            let clock = Arc::new(AtomicUsize::new(0));
+            let ticks = Arc::clone(&clock);
+            let batcher = Arc::new(Batcher::new(
+                flights,
+                5,
+                1024,
+                Box::new(move |items: Vec<(usize, usize)>| {
+                    let started = ticks.fetch_add(1, Ordering::SeqCst);
+                    thread::sleep(Duration::from_micros(fastrand::u64(0..300)));
+                    items
+                        .into_iter()
+                        .map(|(id, queued_at)| (id, queued_at < started))
+                        .collect()
+                }),
+            ));
+            let (done, finished) = crossbeam_channel::unbounded();
+            for t in 0..16usize {
+                let (batcher, clock, done) =
+                    (Arc::clone(&batcher), Arc::clone(&clock), done.clone());
+                thread::spawn(move || {
+                    for i in 0..150 {
+                        let id = t * 1000 + i;
+                        let queued_at = clock.fetch_add(1, Ordering::SeqCst);
+                        let (got, fresh) = batcher.submit((id, queued_at), 1);
+                        assert_eq!(got, id, "flights {flights}: another caller's result");
+                        assert!(
+                            fresh,
+                            "flights {flights}: run by a batch that started earlier"
+                        );
+                    }
+                    let _ = done.send(());
+                });
+            }
+            for _ in 0..16 {
+                finished
+                    .recv_timeout(Duration::from_secs(60))
+                    .unwrap_or_else(|_| panic!("flights {flights}: callers stalled or failed"));
+            }
+        }
+    }
+
+    #[test]
     fn batches_respect_the_item_and_byte_limits() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&sizes);
         let batcher = Arc::new(Batcher::new(
+            1,
             3,
             100,
             Box::new(move |items: Vec<usize>| {
@@ -268,6 +402,7 @@ mod tests {
     #[test]
     fn a_panicking_batch_fails_its_callers_and_the_next_batch_still_runs() {
         let batcher = Arc::new(Batcher::new(
+            1,
             8,
             1024,
             Box::new(|items: Vec<u32>| {

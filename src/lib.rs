@@ -11,6 +11,8 @@
 //! - [`http`]: the server every service runs on (limits, connection loop, worker
 //!   pool, idle-connection reactor, request parsing, body framing, responses, router,
 //!   errors) and the pooled client used between services.
+//! - [`batch`]: concurrent calls between services gathered into one round trip (the
+//!   front-end's queries and buys, the order service's catalog buys).
 //! - [`store`]: the durable append-only journal with group commit, shared by the
 //!   catalog's table and the order log.
 //! - [`catalog`], [`order`], [`frontend`]: one module per service. A service never

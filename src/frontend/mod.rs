@@ -2,7 +2,7 @@
 //! sees it, routes queries to the catalog and buys to the order service, and passes
 //! their answers through; a backend that is down or slow becomes 503/504.
 
-use crate::batch::Batcher;
+use crate::batch::{self, Batcher};
 use crate::http::auth::require_bearer;
 use crate::http::backend::{Backend, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
@@ -42,9 +42,12 @@ fn encode(segment: &str) -> String {
 /// [`crate::batch`]); each carries its request id.
 type Gathered<T> = Batcher<(T, String), HandlerResult>;
 
-/// How many requests one backend call carries at most, and how many bytes of names.
-const BATCH_ITEMS: usize = 256;
-const BATCH_BYTES: usize = 256 << 10;
+/// Lookups in flight at once: one, since a lookup is quick and CPU, not the round
+/// trip, is what limits queries; a second flight would only make batches smaller.
+const QUERY_FLIGHTS: usize = 1;
+/// Buys in flight at once: a buy batch spends most of its time waiting for fsyncs, so
+/// a second batch can be gathered and sent meanwhile.
+const BUY_FLIGHTS: usize = 2;
 
 impl Frontend {
     /// Looks many products up in one catalog call.
@@ -114,14 +117,16 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
     let queries: Gathered<String> = {
         let frontend = f(&frontend);
         Batcher::new(
-            BATCH_ITEMS,
-            BATCH_BYTES,
+            QUERY_FLIGHTS,
+            batch::MAX_ITEMS,
+            batch::MAX_BYTES,
             Box::new(move |q| frontend.lookup_many(q)),
         )
     };
     let buys: Arc<Gathered<Placement>> = Arc::new(Batcher::new(
-        BATCH_ITEMS,
-        BATCH_BYTES,
+        BUY_FLIGHTS,
+        batch::MAX_ITEMS,
+        batch::MAX_BYTES,
         Box::new(move |b| frontend.place_many(b)),
     ));
     let lab_buys = Arc::clone(&buys);

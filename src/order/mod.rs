@@ -11,7 +11,7 @@ pub mod service;
 pub use log::OrderLog;
 pub use service::OrderService;
 
-use crate::batch::Batcher;
+use crate::batch::{self, Batcher};
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{BuyRequest, ErrorBody, Item, OrderPlaced, Placement, Placements};
 use std::fmt::Write;
@@ -22,9 +22,9 @@ use std::time::Duration;
 /// Orders waiting to be placed together, with the request id of each.
 type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
 
-/// How many orders one batch carries at most, and how many bytes of names.
-const BATCH_ITEMS: usize = 256;
-const BATCH_BYTES: usize = 256 << 10;
+/// Batches of orders placed at once: while one waits for its fsyncs and the catalog,
+/// the next is gathered and started.
+const FLIGHTS: usize = 2;
 
 /// The order service's routes. Concurrent `POST /orders` requests are placed together
 /// (one intent fsync, one catalog call, one commit fsync for all; see [`crate::batch`]);
@@ -32,8 +32,9 @@ const BATCH_BYTES: usize = 256 << 10;
 pub fn router(service: Arc<OrderService>) -> Router {
     let (s1, s2, s3) = (service.clone(), service.clone(), service.clone());
     let placer: Placer = Batcher::new(
-        BATCH_ITEMS,
-        BATCH_BYTES,
+        FLIGHTS,
+        batch::MAX_ITEMS,
+        batch::MAX_BYTES,
         Box::new(move |items: Vec<(Placement, String)>| {
             let request_id = items.first().map(|(_, id)| id.clone()).unwrap_or_default();
             let orders: Vec<Placement> = items.into_iter().map(|(order, _)| order).collect();
