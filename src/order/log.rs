@@ -13,6 +13,7 @@
 //! it is settled by asking the catalog to resolve the buy id: applied → commit with
 //! the next number, otherwise the catalog voids the id for good → abort.
 
+use super::table::OrderTable;
 use crate::store::{Journal, Ticket};
 use crate::wire::OrderView;
 use parking_lot::Mutex;
@@ -95,8 +96,8 @@ enum KeyState {
 
 #[derive(Default)]
 struct State {
-    /// Orders by number; `None` for a number never committed (lost before durability).
-    orders: Vec<Option<(Arc<str>, u64)>>,
+    /// Orders by number, with gaps for numbers never committed (lost before durability).
+    orders: OrderTable,
     /// One shared copy of each product name.
     names: HashMap<Box<str>, Arc<str>>,
     next_buy: u64,
@@ -139,14 +140,6 @@ impl State {
         Some(intent)
     }
 
-    fn place(&mut self, number: u64, name: Arc<str>, qty: u64) {
-        let index = number as usize;
-        if self.orders.len() <= index {
-            self.orders.resize(index + 1, None);
-        }
-        self.orders[index] = Some((name, qty));
-    }
-
     fn apply(&mut self, record: Record) {
         match record {
             Record::Intent {
@@ -178,7 +171,7 @@ impl State {
             } => {
                 self.finish(buy, Some(Outcome::Placed(number)));
                 let name = self.intern(&name);
-                self.place(number, name, qty);
+                self.orders.place(number, &name, qty);
                 self.next_buy = self.next_buy.max(buy + 1);
             }
             Record::Abort { buy, refusal } => {
@@ -265,8 +258,7 @@ impl OrderLog {
                 };
                 // Numbers follow the orders of the log; a gap is a commit a crash lost
                 // before it was durable (never acknowledged).
-                let number = state.orders.len() as u64;
-                state.orders.push(None);
+                let number = state.orders.reserve();
                 if let Some(key) = intent.key.clone() {
                     state.remember_key(key, KeyState::Done(Outcome::Placed(number)));
                 }
@@ -288,7 +280,7 @@ impl OrderLog {
             .into_iter()
             .map(|p| {
                 p.map(|(number, name, qty)| {
-                    state.place(number, name, qty);
+                    state.orders.place(number, &name, qty);
                     number
                 })
             })
@@ -335,17 +327,17 @@ impl OrderLog {
     /// An order by number.
     pub fn get(&self, number: u64) -> Option<OrderView> {
         let state = self.state.lock();
-        let (name, quantity) = state.orders.get(usize::try_from(number).ok()?)?.as_ref()?;
+        let (name, quantity) = state.orders.get(number)?;
         Some(OrderView {
             number,
             name: name.to_string(),
-            quantity: *quantity,
+            quantity,
         })
     }
 
     /// Orders committed (numbers handed out).
     pub fn count(&self) -> u64 {
-        self.state.lock().orders.len() as u64
+        self.state.lock().orders.taken()
     }
 
     /// The journal, for metrics.

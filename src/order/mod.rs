@@ -7,6 +7,7 @@
 
 pub mod log;
 pub mod service;
+pub mod table;
 
 pub use log::OrderLog;
 pub use service::OrderService;
