@@ -13,7 +13,8 @@
 # front-end at 1, 16 and 64 connections. For toystore also, on the same fresh stack:
 # each hop alone (catalog queried directly; the order service bought from directly),
 # queries through the front-end at 1,000 connections, and each service's RSS at
-# rest and at peak (VmHWM).
+# rest, at its peak over the 1/16/64-connection runs through the front-end, and at its
+# peak after everything (VmHWM).
 #
 # Output: bench/results/raw/roundN-LABEL.txt (bench.sh lines), bench/results/env.txt
 # (machine, versions, fsync probe), bench/results/rss.txt, bench/results/summary.md
@@ -116,6 +117,7 @@ for r in $(seq "$rounds"); do
             toystore_up
             rss "round$r-rest" >> "$results/rss.txt"
             bench "http://127.0.0.1:$base" toystore PIDFILE="$toy_data/pids"
+            rss "round$r-c64" >> "$results/rss.txt"
             bench "http://127.0.0.1:$((base + 1))" toystore-catalog-alone WORKLOADS=query PIDFILE="$toy_data/pids"
             bench "http://127.0.0.1:$((base + 2))" toystore-order-alone WORKLOADS=buy PIDFILE="$toy_data/pids"
             bench "http://127.0.0.1:$base" toystore-c1000 WORKLOADS=query CONNS=1000 THREADS=2 PIDFILE="$toy_data/pids"
