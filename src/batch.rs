@@ -23,6 +23,20 @@ pub const MAX_ITEMS: usize = 256;
 /// Bytes of names a batch carries at most: far below the peers' 1 MiB body limit.
 pub const MAX_BYTES: usize = 256 << 10;
 
+/// Splits a batch of `(item, request id)` into its items and the request id the batch
+/// travels under: its leader's, the first.
+pub fn with_leader_id<T>(batch: Vec<(T, String)>) -> (Vec<T>, String) {
+    let mut leader_id = None;
+    let items = batch
+        .into_iter()
+        .map(|(item, id)| {
+            leader_id.get_or_insert(id);
+            item
+        })
+        .collect();
+    (items, leader_id.unwrap_or_default())
+}
+
 /// A function that runs a batch: one result per item, in order.
 pub type RunBatch<T, R> = Box<dyn Fn(Vec<T>) -> Vec<R> + Send + Sync>;
 

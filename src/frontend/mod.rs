@@ -52,32 +52,25 @@ const BUY_FLIGHTS: usize = 2;
 impl Frontend {
     /// Looks many products up in one catalog call.
     fn lookup_many(&self, queries: Vec<(String, String)>) -> Vec<HandlerResult> {
-        let request_id = queries
-            .first()
-            .map(|(_, id)| id.clone())
-            .unwrap_or_default();
-        let count = queries.len();
-        let names = queries.into_iter().map(|(name, _)| name).collect();
-        let found = self.catalog.send_batch::<ProductView>(
-            "/lookup",
-            &Lookup { names },
-            count,
-            &request_id,
-            true,
-        );
+        let (names, request_id) = batch::with_leader_id(queries);
+        let count = names.len();
+        let lookup = Lookup { names };
+        let found =
+            self.catalog
+                .send_batch::<ProductView>("/lookup", &lookup, count, &request_id, true);
         split(found, count, |view| Response::data(&view))
     }
 
     /// Places many orders in one call to the order service. It may be retried after a
     /// lost reply only when every order in it carries an idempotency key.
     fn place_many(&self, buys: Vec<(Placement, String)>) -> Vec<HandlerResult> {
-        let request_id = buys.first().map(|(_, id)| id.clone()).unwrap_or_default();
-        let count = buys.len();
-        let idempotent = buys.iter().all(|(order, _)| order.key.is_some());
-        let orders = buys.into_iter().map(|(order, _)| order).collect();
+        let (orders, request_id) = batch::with_leader_id(buys);
+        let count = orders.len();
+        let idempotent = orders.iter().all(|order| order.key.is_some());
+        let body = Placements { orders };
         let placed = self.order.send_batch::<OrderPlaced>(
             "/orders/batch",
-            &Placements { orders },
+            &body,
             count,
             &request_id,
             idempotent,

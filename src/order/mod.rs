@@ -37,8 +37,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
         batch::MAX_ITEMS,
         batch::MAX_BYTES,
         Box::new(move |items: Vec<(Placement, String)>| {
-            let request_id = items.first().map(|(_, id)| id.clone()).unwrap_or_default();
-            let orders: Vec<Placement> = items.into_iter().map(|(order, _)| order).collect();
+            let (orders, request_id) = batch::with_leader_id(items);
             service.place_many(&orders, &request_id)
         }),
     );
