@@ -50,8 +50,17 @@ const QUERY_FLIGHTS: usize = 1;
 const BUY_FLIGHTS: usize = 2;
 
 impl Frontend {
-    /// Looks many products up in one catalog call.
+    /// Looks many products up in one catalog call. A batch of one (a quiet moment) is
+    /// a plain `GET` whose reply is passed through: no lookup body to build and parse.
     fn lookup_many(&self, queries: Vec<(String, String)>) -> Vec<HandlerResult> {
+        if let [(name, request_id)] = &queries[..] {
+            let path = format!("/products/{}", encode(name));
+            return vec![self
+                .catalog
+                .get(&path, request_id)
+                .map(relay)
+                .map_err(ApiError::from)];
+        }
         let (names, request_id) = batch::with_leader_id(queries);
         let count = names.len();
         let lookup = Lookup { names };
