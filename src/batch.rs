@@ -37,6 +37,29 @@ pub fn with_leader_id<T>(batch: Vec<(T, String)>) -> (Vec<T>, String) {
     (items, leader_id.unwrap_or_default())
 }
 
+/// Runs the items of a batch that pass `check` and gives every item its outcome, in
+/// order: its check's error, or its result from `run` (one per item it is given).
+pub fn run_checked<T, R, E>(
+    items: Vec<T>,
+    check: impl Fn(&T) -> Result<(), E>,
+    run: impl FnOnce(Vec<T>) -> Vec<Result<R, E>>,
+) -> Vec<Result<R, E>> {
+    let mut checks = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    for item in items {
+        let checked = check(&item);
+        if checked.is_ok() {
+            valid.push(item);
+        }
+        checks.push(checked);
+    }
+    let mut results = run(valid).into_iter();
+    checks
+        .into_iter()
+        .map(|checked| checked.and_then(|()| results.next().expect("one result per item run")))
+        .collect()
+}
+
 /// A function that runs a batch: one result per item, in order.
 pub type RunBatch<T, R> = Box<dyn Fn(Vec<T>) -> Vec<R> + Send + Sync>;
 

@@ -88,7 +88,7 @@ impl BuyRequest {
         let object = json_object(body)?;
         let name = match object.get("name") {
             Some(serde_json::Value::String(name)) if !name.is_empty() => name.clone(),
-            _ => return Err("invalid request: name must be a non-empty string".into()),
+            _ => return Err(BAD_NAME.into()),
         };
         let quantity = object
             .get("quantity")
@@ -108,20 +108,25 @@ fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>
     }
 }
 
+const BAD_NAME: &str = "invalid request: name must be a non-empty string";
+const BAD_QUANTITY: &str = "invalid request: quantity must be a positive integer";
+
+/// A quantity that is there and ≥ 1.
+pub fn positive_quantity(quantity: Option<u64>) -> Result<u64, String> {
+    quantity
+        .filter(|&q| q >= 1)
+        .ok_or_else(|| BAD_QUANTITY.into())
+}
+
 /// A quantity from JSON: an integer ≥ 1 that fits in u64.
 pub fn quantity_from_json(value: &serde_json::Value) -> Result<u64, String> {
-    match value.as_u64() {
-        Some(q) if q >= 1 => Ok(q),
-        _ => Err("invalid request: quantity must be a positive integer".into()),
-    }
+    positive_quantity(value.as_u64())
 }
 
 /// A quantity from a path segment (`POST /Tux/2`): decimal digits only, ≥ 1, fits in u64.
 pub fn quantity_from_text(text: &str) -> Result<u64, String> {
-    match text.parse::<u64>() {
-        Ok(q) if q >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(q),
-        _ => Err("invalid request: quantity must be a positive integer".into()),
-    }
+    let digits = text.bytes().all(|b| b.is_ascii_digit());
+    positive_quantity(text.parse().ok().filter(|_| digits))
 }
 
 /// The catalog's internal buy: idempotent on `buy_id`.
@@ -180,6 +185,22 @@ pub struct Placement {
     /// The buyer's `Idempotency-Key`, if it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+}
+
+impl Placement {
+    /// What `POST /orders` checks of its body, for an order inside a batch (the key is
+    /// the order service's to check).
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err(BAD_NAME.into());
+        }
+        positive_quantity(Some(self.quantity)).map(drop)
+    }
+
+    /// Its share of a batch's size limit ([`crate::batch::MAX_BYTES`]).
+    pub fn batch_bytes(&self) -> usize {
+        self.name.len() + 64
+    }
 }
 
 /// `POST /orders/batch` on the order service: many orders in one call.

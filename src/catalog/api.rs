@@ -1,11 +1,12 @@
 //! The catalog's HTTP routes.
 
 use super::store::{Catalog, CatalogError, Product};
+use crate::batch;
 use crate::http::auth::require_bearer;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{
-    BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ErrorBody, Item, ListQuery, Lookup,
-    ProductListItem, ProductUpdate, ProductView,
+    positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ErrorBody, Item, ListQuery,
+    Lookup, ProductListItem, ProductUpdate, ProductView,
 };
 use std::sync::Arc;
 
@@ -40,23 +41,10 @@ fn list_item(product: Product) -> ProductListItem {
     }
 }
 
-/// A batch request's body, or 400.
-fn batch_body<T: serde::de::DeserializeOwned>(
-    request: &Request,
-    what: &str,
-) -> Result<T, ApiError> {
-    serde_json::from_slice(&request.body)
-        .map_err(|_| ApiError::bad_request(format!("invalid request: expected {what}")))
-}
-
 fn valid(buy: &CatalogBuy) -> Result<(), ApiError> {
-    if buy.quantity >= 1 {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid request: quantity must be a positive integer",
-        ))
-    }
+    positive_quantity(Some(buy.quantity))
+        .map(drop)
+        .map_err(ApiError::bad_request)
 }
 
 fn item<T>(result: Result<T, ApiError>) -> Item<T> {
@@ -102,7 +90,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             Ok(Response::data(&BuyOutcome { state: BuyState::Applied }))
         })
         .route("POST", "/lookup", move |request: &Request, _| {
-            let lookup: Lookup = batch_body(request, "{\"names\": [...]}")?;
+            let lookup: Lookup = request.json_body("{\"names\": [...]}")?;
             let found = c7.get_many(&lookup.names);
             let items: Vec<Item<ProductView>> = found
                 .iter()
@@ -111,18 +99,13 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             Ok(Response::data(&items))
         })
         .route("POST", "/buys", move |request: &Request, _| {
-            let batch: CatalogBuys = batch_body(request, "{\"buys\": [{buy_id, name, quantity}, ...]}")?;
-            let valid_buys: Vec<CatalogBuy> = batch.buys.iter().filter(|b| valid(b).is_ok()).cloned().collect();
-            let mut applied = c8.buy_many(&valid_buys).into_iter();
-            let items: Vec<Item<BuyOutcome>> = batch
-                .buys
-                .iter()
-                .map(|b| {
-                    let outcome = valid(b).and_then(|()| {
-                        applied.next().unwrap_or(Err(CatalogError::UnknownProduct)).map_err(ApiError::from)
-                    });
-                    item(outcome.map(|()| BuyOutcome { state: BuyState::Applied }))
-                })
+            let batch: CatalogBuys = request.json_body("{\"buys\": [{buy_id, name, quantity}, ...]}")?;
+            let outcomes = batch::run_checked(batch.buys, valid, |buys| {
+                c8.buy_many(&buys).into_iter().map(|o| o.map_err(ApiError::from)).collect()
+            });
+            let items: Vec<Item<BuyOutcome>> = outcomes
+                .into_iter()
+                .map(|outcome| item(outcome.map(|()| BuyOutcome { state: BuyState::Applied })))
                 .collect();
             Ok(Response::data(&items))
         })

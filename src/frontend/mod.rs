@@ -6,7 +6,7 @@ use crate::batch::{self, Batcher};
 use crate::http::auth::require_bearer;
 use crate::http::backend::{Backend, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
-use crate::order::idempotency_key;
+use crate::order::placement;
 use crate::wire::{
     quantity_from_text, BuyRequest, ListQuery, Lookup, OrderPlaced, Placement, Placements,
     ProductUpdate, ProductView,
@@ -101,13 +101,8 @@ fn split<T>(
 }
 
 fn buy(buys: &Gathered<Placement>, request: &Request, buy: BuyRequest) -> HandlerResult {
-    let key = idempotency_key(request)?.map(str::to_string);
-    let bytes = buy.name.len() + 64;
-    let order = Placement {
-        name: buy.name,
-        quantity: buy.quantity,
-        key,
-    };
+    let order = placement(request, buy)?;
+    let bytes = order.batch_bytes();
     buys.submit((order, request.request_id.clone()), bytes)
 }
 

@@ -73,6 +73,12 @@ impl Head {
 }
 
 impl Request {
+    /// The body as a `T`, or 400 saying what was `expected`.
+    pub fn json_body<T: serde::de::DeserializeOwned>(&self, expected: &str) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|_| ApiError::bad_request(format!("invalid request: expected {expected}")))
+    }
+
     /// The method.
     pub fn method(&self) -> &str {
         &self.head.method

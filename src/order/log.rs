@@ -97,9 +97,8 @@ enum KeyState {
 #[derive(Default)]
 struct State {
     /// Orders by number, with gaps for numbers never committed (lost before durability).
+    /// It keeps one shared copy of each product name ordered.
     orders: OrderTable,
-    /// One shared copy of each product name.
-    names: HashMap<Box<str>, Arc<str>>,
     next_buy: u64,
     open: BTreeMap<u64, Intent>,
     keys: HashMap<String, KeyState>,
@@ -107,15 +106,6 @@ struct State {
 }
 
 impl State {
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.names.get(name) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(name);
-        self.names.insert(name.into(), shared.clone());
-        shared
-    }
-
     fn remember_key(&mut self, key: String, state: KeyState) {
         if self.keys.insert(key.clone(), state).is_none() {
             self.key_order.push_back(key);
@@ -148,7 +138,7 @@ impl State {
                 qty,
                 key,
             } => {
-                let name = self.intern(&name);
+                let name = Arc::from(name);
                 if let Some(key) = &key {
                     self.remember_key(key.clone(), KeyState::Pending);
                 }
@@ -170,7 +160,6 @@ impl State {
                 qty,
             } => {
                 self.finish(buy, Some(Outcome::Placed(number)));
-                let name = self.intern(&name);
                 self.orders.place(number, &name, qty);
                 self.next_buy = self.next_buy.max(buy + 1);
             }
@@ -221,7 +210,9 @@ impl OrderLog {
             qty,
             key: key.clone(),
         });
-        let name = state.intern(name);
+        // Not interned: a name only becomes a shared copy once an order for it commits,
+        // so that names of products that do not exist are not kept forever.
+        let name = Arc::from(name);
         state.open.insert(
             buy,
             Intent {

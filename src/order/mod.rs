@@ -49,24 +49,17 @@ pub fn router(service: Arc<OrderService>) -> Router {
         })
         .route("POST", "/orders", move |request: &Request, _| {
             let buy = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
-            let key = idempotency_key(request)?.map(str::to_string);
-            let bytes = buy.name.len() + 64;
-            let order = Placement { name: buy.name, quantity: buy.quantity, key };
+            let order = placement(request, buy)?;
+            let bytes = order.batch_bytes();
             let number = placer.submit((order, request.request_id.clone()), bytes)?;
             Ok(Response::data(&OrderPlaced { order_number: number }))
         })
         .route("POST", "/orders/batch", move |request: &Request, _| {
-            let batch: Placements = serde_json::from_slice(&request.body)
-                .map_err(|_| ApiError::bad_request("invalid request: expected {\"orders\": [{name, quantity, key?}, ...]}"))?;
-            let checks: Vec<Result<(), ApiError>> = batch.orders.iter().map(check_placement).collect();
-            let valid: Vec<Placement> = batch.orders.iter().zip(&checks).filter(|(_, c)| c.is_ok()).map(|(o, _)| o.clone()).collect();
-            let mut placed = s2.place_many(&valid, &request.request_id).into_iter();
-            let items: Vec<Item<OrderPlaced>> = checks
+            let batch: Placements = request.json_body("{\"orders\": [{name, quantity, key?}, ...]}")?;
+            let placed = batch::run_checked(batch.orders, check_placement, |orders| s2.place_many(&orders, &request.request_id));
+            let items: Vec<Item<OrderPlaced>> = placed
                 .into_iter()
-                .map(|check| {
-                    let result = check.and_then(|()| placed.next().unwrap_or_else(|| Err(ApiError::new(500, "batch miscounted"))));
-                    Item::new(result.map(|order_number| OrderPlaced { order_number }).map_err(ErrorBody::from))
-                })
+                .map(|result| Item::new(result.map(|order_number| OrderPlaced { order_number }).map_err(ErrorBody::from)))
                 .collect();
             Ok(Response::data(&items))
         })
@@ -78,20 +71,21 @@ pub fn router(service: Arc<OrderService>) -> Router {
 
 /// What `POST /orders` checks of its body and key, for an order inside a batch.
 fn check_placement(order: &Placement) -> Result<(), ApiError> {
-    if order.name.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid request: name must be a non-empty string",
-        ));
-    }
-    if order.quantity == 0 {
-        return Err(ApiError::bad_request(
-            "invalid request: quantity must be a positive integer",
-        ));
-    }
-    match &order.key {
-        Some(key) => valid_key(key).map(|_| ()),
-        None => Ok(()),
-    }
+    order.check().map_err(ApiError::bad_request)?;
+    order
+        .key
+        .as_deref()
+        .map_or(Ok(()), |key| valid_key(key).map(drop))
+}
+
+/// A buy and its `Idempotency-Key` header as an order to place (the front-end's and
+/// the order service's `POST /orders` alike).
+pub fn placement(request: &Request, buy: BuyRequest) -> Result<Placement, ApiError> {
+    Ok(Placement {
+        name: buy.name,
+        quantity: buy.quantity,
+        key: idempotency_key(request)?.map(str::to_string),
+    })
 }
 
 /// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.

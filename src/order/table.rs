@@ -48,7 +48,7 @@ impl OrderTable {
     }
 
     /// Makes order `number` readable (reserving the numbers up to it if needed).
-    pub fn place(&mut self, number: u64, name: &Arc<str>, quantity: u64) {
+    pub fn place(&mut self, number: u64, name: &str, quantity: u64) {
         while self.len <= number {
             self.reserve();
         }
@@ -56,8 +56,9 @@ impl OrderTable {
             Some(&id) => id,
             None => {
                 let id = self.names.len() as u32;
-                self.names.push(Arc::clone(name));
-                self.ids.insert(Arc::clone(name), id);
+                let shared: Arc<str> = Arc::from(name);
+                self.names.push(Arc::clone(&shared));
+                self.ids.insert(shared, id);
                 id
             }
         };
@@ -93,10 +94,10 @@ mod tests {
         let tux: Arc<str> = Arc::from("Tux");
         let whale: Arc<str> = Arc::from("Whale");
         assert_eq!(table.reserve(), 0);
-        table.place(0, &tux, 3);
+        table.place(0, "Tux", 3);
         assert_eq!(table.reserve(), 1); // never placed: a gap
         let far = CHUNK as u64 + 5;
-        table.place(far, &whale, 7);
+        table.place(far, "Whale", 7);
         assert_eq!(table.taken(), far + 1);
         assert_eq!(table.get(0), Some((&tux, 3)));
         assert_eq!(table.get(1), None);
