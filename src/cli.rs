@@ -199,6 +199,7 @@ pub fn run_catalog(args: CatalogArgs) -> ExitCode {
     if args.server.healthcheck {
         return healthcheck(&listen);
     }
+    crate::malloc::limit_thread_caches();
     let seed = match &args.seed {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -242,6 +243,7 @@ pub fn run_order(args: OrderArgs) -> ExitCode {
     if args.server.healthcheck {
         return healthcheck(&listen);
     }
+    crate::malloc::limit_thread_caches();
     let log = match OrderLog::open(&args.data_dir) {
         Ok(log) => log,
         Err(e) => {
@@ -268,6 +270,7 @@ pub fn run_frontend(args: FrontendArgs) -> ExitCode {
     if args.server.healthcheck {
         return healthcheck(&listen);
     }
+    crate::malloc::limit_thread_caches();
     let frontend = Arc::new(Frontend {
         catalog: backend("catalog", args.catalog, &args.backend),
         order: backend("order", args.order, &args.backend),

@@ -20,6 +20,7 @@
 //! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
 //! - [`launcher`]: `cargo run --release` starts the three services as processes.
 //! - [`cli`]: the command-line flags of every binary.
+//! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
 #![forbid(unsafe_code)]
 
 pub mod batch;
@@ -29,6 +30,7 @@ pub mod client;
 pub mod frontend;
 pub mod http;
 pub mod launcher;
+pub mod malloc;
 pub mod order;
 pub mod peer;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The command line of the services: the address line, `LISTEN`, the peer address
 //! forms (`host:port`, `http://host:port`, flags or env), `--healthcheck`, and a
-//! catalog that keeps its state across restarts instead of seeding again.
+//! catalog that keeps its state across restarts instead of seeding again, and the
+//! services' smaller malloc caches (set by running themselves again).
 //! Spawned mode only.
 
 mod common;
@@ -166,4 +167,46 @@ fn toystore_binary_runs_each_role() {
     assert_eq!(common::order_number(&r), 0, "{r:?}");
     let r = http.get(&format!("{}/products/Whale", f.url()));
     assert_eq!(r.ok()["quantity"], 96, "{r:?}");
+}
+
+/// The environment variable `name` as the running process `pid` sees it.
+fn env_of(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+    let prefix = format!("{name}=");
+    environ
+        .split(|&b| b == 0)
+        .filter_map(|var| std::str::from_utf8(var).ok())
+        .find_map(|var| var.strip_prefix(prefix.as_str()))
+        .map(str::to_string)
+}
+
+#[test]
+fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
+    if skip("services_limit_their_malloc_caches_and_keep_an_operators_setting") {
+        return;
+    }
+    // (GLIBC_TUNABLES given, whether the service runs itself again to add the limit).
+    // What /proc shows of the variable ends at its first `:`, where glibc cut it in
+    // place while parsing; the value passed is checked by the unit tests in `malloc`.
+    let cases = [
+        ("", true),
+        ("glibc.malloc.arena_max=4", true),
+        ("glibc.malloc.tcache_count=3", false),
+    ];
+    for (given, restarts) in cases {
+        // Started, it answers (Extra waits for /health) under the same process id.
+        let service = Extra::start(Svc::Frontend, &[], &[("GLIBC_TUNABLES", given)]);
+        let pid = service.pid();
+        let seen = env_of(pid, "GLIBC_TUNABLES").unwrap_or_default();
+        assert_eq!(
+            env_of(pid, "TOYSTORE_MALLOC_TUNED").is_some(),
+            restarts,
+            "given {given:?}"
+        );
+        if given.is_empty() {
+            assert_eq!(seen, "glibc.malloc.tcache_max=128");
+        } else {
+            assert!(seen.starts_with(given), "given {given:?}, seen {seen:?}");
+        }
+    }
 }

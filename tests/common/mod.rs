@@ -714,6 +714,11 @@ impl Extra {
         &self.proc.url
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.child.as_ref().map_or(0, |child| child.id())
+    }
+
     /// Its recent output.
     pub fn logs(&self) -> String {
         self.proc
