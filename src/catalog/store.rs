@@ -236,11 +236,12 @@ impl Catalog {
         for product in table.products.values().filter(|p| p.quantity == 0) {
             table.sold_out_since.insert(product.name.clone(), now);
         }
-        let (journal, records) = Journal::open_json::<Record>(&journal_path)?;
         let snapshot_seq = table.seq;
-        for record in records.iter().filter(|r| r.seq() > snapshot_seq) {
-            table.apply(record);
-        }
+        let journal = Journal::open_json(&journal_path, |record: Record| {
+            if record.seq() > snapshot_seq {
+                table.apply(&record);
+            }
+        })?;
         Ok(Catalog {
             table: RwLock::new(table),
             journal,

@@ -180,11 +180,8 @@ impl OrderLog {
     /// Opens (or creates) `orders.log` in `dir` and replays it.
     pub fn open(dir: &Path) -> io::Result<OrderLog> {
         std::fs::create_dir_all(dir)?;
-        let (journal, records) = Journal::open_json::<Record>(&dir.join("orders.log"))?;
         let mut state = State::default();
-        for record in records {
-            state.apply(record);
-        }
+        let journal = Journal::open_json(&dir.join("orders.log"), |record| state.apply(record))?;
         Ok(OrderLog {
             state: Mutex::new(state),
             journal,

@@ -9,9 +9,12 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How much of the file a read at open asks for.
+const READ_BUFFER: usize = 64 << 10;
 
 /// The position of an appended record; wait on it with [`Journal::wait_durable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,25 +53,29 @@ struct State {
 }
 
 /// What [`Journal::open`] found in an existing file.
-pub struct Recovered<T> {
-    /// The records, in order.
-    pub records: Vec<T>,
+pub struct Recovered {
+    /// Records read (and replayed).
+    pub records: u64,
     /// Bytes cut off the end: a record torn by a crash mid-write.
     pub truncated_bytes: u64,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path` and reads its records with `parse`.
+    /// Opens (or creates) the journal at `path`, reads its records with `parse` and
+    /// hands each to `replay`, in order.
     ///
-    /// A crash can leave the last record torn (no newline, or bytes that do not parse).
-    /// Such a tail is cut off. A bad record followed by good ones is not a torn write but
-    /// corruption, and opening fails rather than silently drop data.
+    /// The file is read a line at a time, so that opening a long journal costs no more
+    /// memory than what `replay` keeps. A crash can leave the last record torn (no
+    /// newline, or bytes that do not parse). Such a tail is cut off. A bad record
+    /// followed by good ones is not a torn write but corruption, and opening fails
+    /// rather than silently drop data.
     pub fn open<T>(
         path: &Path,
         parse: impl Fn(&[u8]) -> Option<T>,
-    ) -> io::Result<(Journal, Recovered<T>)> {
+        mut replay: impl FnMut(T),
+    ) -> io::Result<(Journal, Recovered)> {
         let existed = path.exists();
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
@@ -76,21 +83,27 @@ impl Journal {
         if !existed {
             super::snapshot::sync_parent_dir(path)?;
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-
-        let mut records = Vec::new();
-        let mut good_end = 0;
-        let mut torn_at: Option<usize> = None;
+        let mut reader = BufReader::with_capacity(READ_BUFFER, &file);
+        let mut line = Vec::new();
+        let mut records = 0;
         let mut offset = 0;
-        while offset < bytes.len() {
-            let (line, next) = match bytes[offset..].iter().position(|&b| b == b'\n') {
-                Some(end) => (Some(&bytes[offset..offset + end]), offset + end + 1),
-                None => (None, bytes.len()),
+        let mut good_end = 0;
+        let mut torn_at: Option<u64> = None;
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line)?;
+            if read == 0 {
+                break;
+            }
+            let next = offset + read as u64;
+            let parsed = match line.strip_suffix(b"\n") {
+                Some(record) if !record.is_empty() => parse(record),
+                _ => None,
             };
-            match line.and_then(|l| if l.is_empty() { None } else { parse(l) }) {
+            match parsed {
                 Some(record) if torn_at.is_none() => {
-                    records.push(record);
+                    replay(record);
+                    records += 1;
                     good_end = next;
                 }
                 Some(_) => {
@@ -109,9 +122,10 @@ impl Journal {
             }
             offset = next;
         }
-        let truncated_bytes = (bytes.len() - good_end) as u64;
+        drop(reader);
+        let truncated_bytes = offset - good_end;
         if truncated_bytes > 0 {
-            file.set_len(good_end as u64)?;
+            file.set_len(good_end)?;
             file.sync_all()?;
         }
         let journal = Journal {
@@ -128,7 +142,7 @@ impl Journal {
             }),
             flushed: [Condvar::new(), Condvar::new()],
             fsyncs: AtomicU64::new(0),
-            records: AtomicU64::new(records.len() as u64),
+            records: AtomicU64::new(records),
         };
         Ok((
             journal,
@@ -139,10 +153,15 @@ impl Journal {
         ))
     }
 
-    /// Opens a journal of JSON records of type `T`, saying on stderr when a torn tail
-    /// was cut off (what an operator wants to know after a crash).
-    pub fn open_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<(Journal, Vec<T>)> {
-        let (journal, recovered) = Self::open(path, |line| serde_json::from_slice::<T>(line).ok())?;
+    /// Opens a journal of JSON records of type `T`, handing each to `replay`, and says
+    /// on stderr when a torn tail was cut off (what an operator wants to know after a
+    /// crash).
+    pub fn open_json<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        replay: impl FnMut(T),
+    ) -> io::Result<Journal> {
+        let (journal, recovered) =
+            Self::open(path, |line| serde_json::from_slice::<T>(line).ok(), replay)?;
         if recovered.truncated_bytes > 0 {
             eprintln!(
                 "{}: cut a torn record ({} bytes) off the end",
@@ -150,7 +169,7 @@ impl Journal {
                 recovered.truncated_bytes
             );
         }
-        Ok((journal, recovered.records))
+        Ok(journal)
     }
 
     /// Appends one record (a JSON object without newlines). Cheap: a copy into memory.
@@ -269,20 +288,28 @@ mod tests {
         serde_json::from_slice::<u64>(line).ok()
     }
 
+    /// Opens the journal at `path`: it, the records replayed, the bytes cut off.
+    fn open(path: &Path) -> io::Result<(Journal, Vec<u64>, u64)> {
+        let mut records = Vec::new();
+        let (journal, recovered) = Journal::open(path, parse, |r| records.push(r))?;
+        assert_eq!(recovered.records, records.len() as u64);
+        Ok((journal, records, recovered.truncated_bytes))
+    }
+
     #[test]
     fn records_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let (journal, recovered) = Journal::open(&path, parse).unwrap();
-        assert!(recovered.records.is_empty());
+        let (journal, records, _) = open(&path).unwrap();
+        assert!(records.is_empty());
         for n in 1..=3 {
             let ticket = journal.append_json(&n);
             journal.wait_durable(ticket).unwrap();
         }
         drop(journal);
-        let (_, recovered) = Journal::open(&path, parse).unwrap();
-        assert_eq!(recovered.records, vec![1, 2, 3]);
-        assert_eq!(recovered.truncated_bytes, 0);
+        let (_, records, cut) = open(&path).unwrap();
+        assert_eq!(records, vec![1, 2, 3]);
+        assert_eq!(cut, 0);
     }
 
     #[test]
@@ -297,9 +324,9 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("j");
             std::fs::write(&path, bytes).unwrap();
-            let (journal, recovered) = Journal::open(&path, parse).unwrap();
-            assert_eq!(recovered.records, vec![1, 2], "{bytes:?}");
-            assert_eq!(recovered.truncated_bytes, *cut as u64, "{bytes:?}");
+            let (journal, records, truncated) = open(&path).unwrap();
+            assert_eq!(records, vec![1, 2], "{bytes:?}");
+            assert_eq!(truncated, *cut as u64, "{bytes:?}");
             journal.wait_durable(journal.append(b"9")).unwrap();
             drop(journal);
             assert_eq!(std::fs::read(&path).unwrap(), b"1\n2\n9\n", "{bytes:?}");
@@ -311,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         std::fs::write(&path, b"1\nbad\n3\n").unwrap();
-        let error = Journal::open(&path, parse).err().unwrap();
+        let error = open(&path).err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
@@ -319,7 +346,7 @@ mod tests {
     fn concurrent_writers_share_fsyncs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let journal = Arc::new(Journal::open(&path, parse).unwrap().0);
+        let journal = Arc::new(open(&path).unwrap().0);
         let threads: Vec<_> = (0..16)
             .map(|t| {
                 let journal = Arc::clone(&journal);
@@ -335,7 +362,7 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert!(journal.fsyncs() <= 800, "fsyncs {}", journal.fsyncs());
         drop(journal);
-        let (_, recovered) = Journal::open(&path, parse).unwrap();
-        assert_eq!(recovered.records.len(), 800);
+        let (_, records, _) = open(&path).unwrap();
+        assert_eq!(records.len(), 800);
     }
 }
