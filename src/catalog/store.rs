@@ -241,6 +241,7 @@ impl Catalog {
             if record.seq() > snapshot_seq {
                 table.apply(&record);
             }
+            Ok(())
         })?;
         Ok(Catalog {
             table: RwLock::new(table),

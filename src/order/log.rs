@@ -94,7 +94,6 @@ enum KeyState {
     Done(Outcome),
 }
 
-#[derive(Default)]
 struct State {
     /// Orders by number, with gaps for numbers never committed (lost before durability).
     /// It keeps one shared copy of each product name ordered.
@@ -130,7 +129,7 @@ impl State {
         Some(intent)
     }
 
-    fn apply(&mut self, record: Record) {
+    fn apply(&mut self, record: Record) -> io::Result<()> {
         match record {
             Record::Intent {
                 buy,
@@ -160,13 +159,14 @@ impl State {
                 qty,
             } => {
                 self.finish(buy, Some(Outcome::Placed(number)));
-                self.orders.place(number, &name, qty);
+                self.orders.place(number, &name, qty)?;
                 self.next_buy = self.next_buy.max(buy + 1);
             }
             Record::Abort { buy, refusal } => {
                 self.finish(buy, refusal.map(Outcome::Refused));
             }
         }
+        Ok(())
     }
 }
 
@@ -177,11 +177,19 @@ pub struct OrderLog {
 }
 
 impl OrderLog {
-    /// Opens (or creates) `orders.log` in `dir` and replays it.
+    /// Opens (or creates) `orders.log` in `dir` and replays it, rebuilding the order
+    /// table `orders.idx` from it.
     pub fn open(dir: &Path) -> io::Result<OrderLog> {
         std::fs::create_dir_all(dir)?;
-        let mut state = State::default();
+        let mut state = State {
+            orders: OrderTable::create(&dir.join("orders.idx"))?,
+            next_buy: 0,
+            open: BTreeMap::new(),
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
+        };
         let journal = Journal::open_json(&dir.join("orders.log"), |record| state.apply(record))?;
+        state.orders.flush()?;
         Ok(OrderLog {
             state: Mutex::new(state),
             journal,
@@ -264,15 +272,18 @@ impl OrderLog {
         }
         // Readable only once durable: nobody sees an order a crash could still take back.
         let mut state = self.state.lock();
-        Ok(placed
+        let numbers = placed
             .into_iter()
             .map(|p| {
                 p.map(|(number, name, qty)| {
-                    state.orders.place(number, &name, qty);
-                    number
+                    state.orders.place(number, &name, qty)?;
+                    Ok(number)
                 })
+                .transpose()
             })
-            .collect())
+            .collect::<io::Result<_>>()?;
+        state.orders.flush()?;
+        Ok(numbers)
     }
 
     /// The catalog refused `buy` (`refusal`), or voided it (`None`: a retry with the
@@ -313,14 +324,13 @@ impl OrderLog {
     }
 
     /// An order by number.
-    pub fn get(&self, number: u64) -> Option<OrderView> {
+    pub fn get(&self, number: u64) -> io::Result<Option<OrderView>> {
         let state = self.state.lock();
-        let (name, quantity) = state.orders.get(number)?;
-        Some(OrderView {
+        Ok(state.orders.get(number)?.map(|(name, quantity)| OrderView {
             number,
             name: name.to_string(),
             quantity,
-        })
+        }))
     }
 
     /// Orders committed (numbers handed out).
@@ -370,14 +380,14 @@ mod tests {
         drop(log);
         let log = OrderLog::open(dir.path()).unwrap();
         assert_eq!(
-            log.get(1),
+            log.get(1).unwrap(),
             Some(OrderView {
                 number: 1,
                 name: "Bird".into(),
                 quantity: 1
             })
         );
-        assert_eq!(log.get(2), None);
+        assert_eq!(log.get(2).unwrap(), None);
         assert_eq!(log.unresolved(), vec![open]);
         assert_eq!(log.settled_below(), open);
         assert_eq!(log.commit(open).unwrap(), Some(2));

@@ -65,7 +65,8 @@ pub fn router(service: Arc<OrderService>) -> Router {
         })
         .route("GET", "/orders/{number}", move |_, params| {
             let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;
-            s3.log.get(number).map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
+            let order = s3.log.get(number).map_err(service::storage_failure)?;
+            order.map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
         })
 }
 

@@ -162,7 +162,8 @@ impl OrderService {
     }
 }
 
-fn storage_failure(error: std::io::Error) -> ApiError {
+/// A failed read or write of the order files: said on stderr, a 500 to the client.
+pub(crate) fn storage_failure(error: std::io::Error) -> ApiError {
     eprintln!("order: storage failure: {error}");
     ApiError::new(500, "storage failure")
 }

@@ -62,7 +62,7 @@ pub struct Recovered {
 
 impl Journal {
     /// Opens (or creates) the journal at `path`, reads its records with `parse` and
-    /// hands each to `replay`, in order.
+    /// hands each to `replay`, in order (an error from `replay` fails the open).
     ///
     /// The file is read a line at a time, so that opening a long journal costs no more
     /// memory than what `replay` keeps. A crash can leave the last record torn (no
@@ -72,7 +72,7 @@ impl Journal {
     pub fn open<T>(
         path: &Path,
         parse: impl Fn(&[u8]) -> Option<T>,
-        mut replay: impl FnMut(T),
+        mut replay: impl FnMut(T) -> io::Result<()>,
     ) -> io::Result<(Journal, Recovered)> {
         let existed = path.exists();
         let file = OpenOptions::new()
@@ -102,7 +102,7 @@ impl Journal {
             };
             match parsed {
                 Some(record) if torn_at.is_none() => {
-                    replay(record);
+                    replay(record)?;
                     records += 1;
                     good_end = next;
                 }
@@ -158,7 +158,7 @@ impl Journal {
     /// crash).
     pub fn open_json<T: serde::de::DeserializeOwned>(
         path: &Path,
-        replay: impl FnMut(T),
+        replay: impl FnMut(T) -> io::Result<()>,
     ) -> io::Result<Journal> {
         let (journal, recovered) =
             Self::open(path, |line| serde_json::from_slice::<T>(line).ok(), replay)?;
@@ -291,7 +291,10 @@ mod tests {
     /// Opens the journal at `path`: it, the records replayed, the bytes cut off.
     fn open(path: &Path) -> io::Result<(Journal, Vec<u64>, u64)> {
         let mut records = Vec::new();
-        let (journal, recovered) = Journal::open(path, parse, |r| records.push(r))?;
+        let (journal, recovered) = Journal::open(path, parse, |r| {
+            records.push(r);
+            Ok(())
+        })?;
         assert_eq!(recovered.records, records.len() as u64);
         Ok((journal, records, recovered.truncated_bytes))
     }
