@@ -1,7 +1,8 @@
 //! The command line of the services: the address line, `LISTEN`, the peer address
 //! forms (`host:port`, `http://host:port`, flags or env), `--healthcheck`, and a
-//! catalog that keeps its state across restarts instead of seeding again, and the
-//! services' smaller malloc caches (set by running themselves again).
+//! catalog that keeps its state across restarts instead of seeding again, one process
+//! per data directory, and the services' smaller malloc caches (set by running
+//! themselves again).
 //! Spawned mode only.
 
 mod common;
@@ -208,5 +209,53 @@ fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
         } else {
             assert!(seen.starts_with(given), "given {given:?}, seen {seen:?}");
         }
+    }
+}
+
+#[test]
+fn a_second_service_on_a_data_dir_in_use_is_refused() {
+    if skip("a_second_service_on_a_data_dir_in_use_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bins = [
+        (Svc::Catalog, env!("CARGO_BIN_EXE_catalog")),
+        (Svc::Order, env!("CARGO_BIN_EXE_order")),
+    ];
+    for (svc, bin) in bins {
+        let data = dir.path().join(format!("{svc:?}"));
+        let data = data.to_str().unwrap();
+        let first = Extra::start(svc, &["--data-dir", data], &[]);
+        let mut second = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--data-dir", data])
+            .env_remove("LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the second service");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = second.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = second.kill();
+                panic!("{svc:?}: a second service on {data} is still running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{svc:?}: the second service exited 0");
+        assert!(
+            stderr.contains("in use by another process"),
+            "{svc:?}: {stderr}"
+        );
+        let health = Http::default().get(&format!("{}/health", first.url()));
+        assert_eq!(
+            health.status, 200,
+            "{svc:?}: the first service stopped serving"
+        );
     }
 }

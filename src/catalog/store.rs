@@ -8,7 +8,7 @@
 //! neither recovery time nor the file grows with the number of buys.
 
 use crate::store::snapshot::write_atomically;
-use crate::store::{Journal, Ticket};
+use crate::store::{DirLock, Journal, Ticket};
 use crate::wire::{BuyState, CatalogBuy, ListQuery, ProductUpdate};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -187,6 +187,7 @@ impl Table {
 
 /// The catalog: the table, its journal and where its snapshot lives.
 pub struct Catalog {
+    _dir: DirLock,
     table: RwLock<Table>,
     journal: Journal,
     snapshot_path: PathBuf,
@@ -198,6 +199,7 @@ impl Catalog {
     /// the journal after the snapshot.
     pub fn open(dir: &Path, seed: &str, snapshot_every: u64) -> io::Result<Catalog> {
         std::fs::create_dir_all(dir)?;
+        let held = DirLock::take(dir)?;
         let snapshot_path = dir.join("catalog.snapshot");
         let journal_path = dir.join("catalog.journal");
         if !snapshot_path.exists() {
@@ -244,6 +246,7 @@ impl Catalog {
             Ok(())
         })?;
         Ok(Catalog {
+            _dir: held,
             table: RwLock::new(table),
             journal,
             snapshot_path,

@@ -14,7 +14,7 @@
 //! the next number, otherwise the catalog voids the id for good → abort.
 
 use super::table::OrderTable;
-use crate::store::{Journal, Ticket};
+use crate::store::{DirLock, Journal, Ticket};
 use crate::wire::OrderView;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -172,6 +172,7 @@ impl State {
 
 /// The order log and the state rebuilt from it.
 pub struct OrderLog {
+    _dir: DirLock,
     state: Mutex<State>,
     journal: Journal,
 }
@@ -181,6 +182,7 @@ impl OrderLog {
     /// table `orders.idx` from it.
     pub fn open(dir: &Path) -> io::Result<OrderLog> {
         std::fs::create_dir_all(dir)?;
+        let held = DirLock::take(dir)?;
         let mut state = State {
             orders: OrderTable::create(&dir.join("orders.idx"))?,
             next_buy: 0,
@@ -191,6 +193,7 @@ impl OrderLog {
         let journal = Journal::open_json(&dir.join("orders.log"), |record| state.apply(record))?;
         state.orders.flush()?;
         Ok(OrderLog {
+            _dir: held,
             state: Mutex::new(state),
             journal,
         })
