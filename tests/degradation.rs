@@ -179,6 +179,42 @@ fn black_hole() -> String {
     format!("http://{addr}")
 }
 
+/// A "catalog" that reads each request and closes the connection `after`, unanswered:
+/// the failure a vanished peer reports late (no reply, then a reset).
+fn late_dropper(after: Duration) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                thread::sleep(after);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_call_that_fails_late_is_not_retried_past_its_timeout() {
+    let Some(s) = Stack::spawned_only_with(
+        "a_call_that_fails_late_is_not_retried_past_its_timeout",
+        Options {
+            frontend_catalog: Some(late_dropper(Duration::from_millis(2500))),
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    // The backend timeout is 4 s. Retried (a GET may be), each attempt would fail after
+    // 2.5 s: 7.5 s in all. Not retried, the query fails after one, in time for the
+    // contract's 5 s.
+    fails_fast("GET /products/Tux", Duration::from_millis(4500), || {
+        s.get("/products/Tux")
+    });
+}
+
 #[test]
 fn catalog_that_never_answers_times_out() {
     let Some(s) = Stack::spawned_only_with(

@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A peer service.
 pub struct Backend {
@@ -19,7 +19,10 @@ pub struct Backend {
     name: &'static str,
     base: PeerAddr,
     agent: ureq::Agent,
-    /// Extra attempts after a transport failure (never after a timeout).
+    /// How long a call may take, retries included (but for name resolution).
+    timeout: Duration,
+    /// Extra attempts after a transport failure (never after a timeout), while at
+    /// least half of `timeout` is left.
     retries: u32,
     /// Whether the last call or probe got an answer.
     up: AtomicBool,
@@ -152,6 +155,7 @@ impl Backend {
             name,
             base,
             agent: config.into(),
+            timeout,
             retries,
             up: AtomicBool::new(false),
             resolved: Mutex::new(None),
@@ -246,11 +250,14 @@ impl Backend {
             .bulkhead
             .acquire()
             .ok_or(BackendError::Saturated(self.name))?;
+        let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
         loop {
-            let result = self
-                .address()
-                .and_then(|addr| self.once(method, &format!("http://{addr}{path}"), body, headers));
+            // A retry gets only what is left of the call's time.
+            let left = (attempt > 0).then(|| deadline.saturating_duration_since(Instant::now()));
+            let result = self.address().and_then(|addr| {
+                self.once(method, &format!("http://{addr}{path}"), body, headers, left)
+            });
             if result.is_err() {
                 *self.resolved.lock() = None;
             }
@@ -263,7 +270,13 @@ impl Backend {
                     attempt += 1;
                     // Jittered exponential backoff: 5-10 ms, 10-20 ms, ...
                     let base = 5u64 << attempt.min(6);
-                    std::thread::sleep(Duration::from_millis(base + fastrand::u64(0..=base)));
+                    let pause = Duration::from_millis(base + fastrand::u64(0..=base));
+                    // A failure that came late (a peer whose address vanished can take
+                    // seconds to report it) is not retried: the caller's answer is due.
+                    if Instant::now() + pause + self.timeout / 2 > deadline {
+                        return result;
+                    }
+                    std::thread::sleep(pause);
                 }
                 result => return result,
             }
@@ -292,20 +305,14 @@ impl Backend {
         url: &str,
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
+        left: Option<Duration>,
     ) -> Result<Reply, BackendError> {
         let result = match (method, body) {
-            ("GET", _) => headers
-                .iter()
-                .fold(self.agent.get(url), |r, (k, v)| r.header(*k, *v))
-                .call(),
-            ("PUT", Some(body)) => headers
-                .iter()
-                .fold(self.agent.put(url), |r, (k, v)| r.header(*k, *v))
+            ("GET", _) => within(headers_on(self.agent.get(url), headers), left).call(),
+            ("PUT", Some(body)) => within(headers_on(self.agent.put(url), headers), left)
                 .header("Content-Type", "application/json")
                 .send(body),
-            (_, body) => headers
-                .iter()
-                .fold(self.agent.post(url), |r, (k, v)| r.header(*k, *v))
+            (_, body) => within(headers_on(self.agent.post(url), headers), left)
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or_default()),
         };
@@ -337,5 +344,28 @@ impl Backend {
             }
             _ => BackendError::Unavailable(self.name),
         }
+    }
+}
+
+/// `request` with `headers` added.
+fn headers_on<B>(
+    request: ureq::RequestBuilder<B>,
+    headers: &[(&str, &str)],
+) -> ureq::RequestBuilder<B> {
+    headers.iter().fold(request, |request, (name, value)| {
+        request.header(*name, *value)
+    })
+}
+
+/// `request` waiting at most `left` for its reply, when given (a retry), instead of the
+/// agent's timeouts. Only retries set it: it costs a `setsockopt` per call.
+fn within<B>(request: ureq::RequestBuilder<B>, left: Option<Duration>) -> ureq::RequestBuilder<B> {
+    match left {
+        Some(left) => request
+            .config()
+            .timeout_recv_response(Some(left))
+            .timeout_recv_body(Some(left))
+            .build(),
+        None => request,
     }
 }
