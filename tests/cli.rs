@@ -1,7 +1,7 @@
 //! The command line of the services: the address line, `LISTEN`, the peer address
 //! forms (`host:port`, `http://host:port`, flags or env), `--healthcheck`, and a
-//! catalog that keeps its state across restarts instead of seeding again, one process
-//! per data directory, and the services' smaller malloc caches (set by running
+//! catalog that keeps its state across restarts instead of seeding again, one catalog
+//! and one order service per data directory, and the services' smaller malloc caches (set by running
 //! themselves again).
 //! Spawned mode only.
 
@@ -213,19 +213,22 @@ fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
 }
 
 #[test]
-fn a_second_service_on_a_data_dir_in_use_is_refused() {
-    if skip("a_second_service_on_a_data_dir_in_use_is_refused") {
+fn a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused() {
+    if skip("a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused") {
         return;
     }
+    // One directory for both, as the launcher gives them: different services may share.
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
     let bins = [
         (Svc::Catalog, env!("CARGO_BIN_EXE_catalog")),
         (Svc::Order, env!("CARGO_BIN_EXE_order")),
     ];
-    for (svc, bin) in bins {
-        let data = dir.path().join(format!("{svc:?}"));
-        let data = data.to_str().unwrap();
-        let first = Extra::start(svc, &["--data-dir", data], &[]);
+    let firsts: Vec<Extra> = bins
+        .iter()
+        .map(|&(svc, _)| Extra::start(svc, &["--data-dir", data], &[]))
+        .collect();
+    for ((svc, bin), first) in bins.into_iter().zip(&firsts) {
         let mut second = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--data-dir", data])
             .env_remove("LISTEN")
@@ -256,6 +259,105 @@ fn a_second_service_on_a_data_dir_in_use_is_refused() {
         assert_eq!(
             health.status, 200,
             "{svc:?}: the first service stopped serving"
+        );
+    }
+}
+
+/// Stops the launcher with SIGINT (as Ctrl-C does) if a test leaves it running, so that
+/// its services, in process groups of their own, are stopped with it.
+struct Launcher(std::process::Child);
+
+impl Launcher {
+    fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+    }
+
+    fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.interrupt();
+            if self.wait(Duration::from_secs(15)).is_none() {
+                let _ = self.0.kill();
+            }
+        }
+    }
+}
+
+/// The README's first command: `toystore` alone starts the stack on the default ports,
+/// sharing one data directory, and Ctrl-C stops it all.
+#[test]
+fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
+    if skip("the_launcher_starts_the_stack_and_ctrl_c_stops_it") {
+        return;
+    }
+    let ports = [6060, 10086, 10010];
+    if ports
+        .iter()
+        .any(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+    {
+        common::skip(
+            "the_launcher_starts_the_stack_and_ctrl_c_stops_it: skipped: a default port is in use",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut launcher = Launcher(
+        Command::new(env!("CARGO_BIN_EXE_toystore"))
+            .current_dir(dir.path())
+            .env_remove("DATA_DIR")
+            .env_remove("LISTEN")
+            .env("ACCESS_LOG", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the launcher"),
+    );
+    let http = Http::default();
+    let front = "http://127.0.0.1:6060";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.try_get(&format!("{front}/health")).is_err() {
+        assert!(Instant::now() < deadline, "the stack did not come up");
+        assert!(
+            launcher.0.try_wait().unwrap().is_none(),
+            "the launcher exited during start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = http.post(&format!("{front}/orders"), r#"{"name":"Tux","quantity":1}"#);
+    assert_eq!(common::order_number(&r), 0, "{r:?}");
+    let r = http.get(&format!("{front}/products/Tux"));
+    assert_eq!(r.ok()["quantity"], 79, "{r:?}");
+    // Both services keep their files in the one default directory.
+    for file in ["catalog.journal", "orders.log"] {
+        assert!(
+            dir.path().join("data").join(file).exists(),
+            "no data/{file}"
+        );
+    }
+    launcher.interrupt();
+    let status = launcher
+        .wait(Duration::from_secs(20))
+        .expect("the launcher did not stop on SIGINT");
+    assert!(status.success(), "the launcher exited with {status}");
+    for port in ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after the launcher stopped"
         );
     }
 }

@@ -182,7 +182,7 @@ impl OrderLog {
     /// table `orders.idx` from it.
     pub fn open(dir: &Path) -> io::Result<OrderLog> {
         std::fs::create_dir_all(dir)?;
-        let held = DirLock::take(dir)?;
+        let held = DirLock::take(dir, "orders.lock")?;
         let mut state = State {
             orders: OrderTable::create(&dir.join("orders.idx"))?,
             next_buy: 0,

@@ -2,7 +2,7 @@
 //!
 //! - [`journal`]: an append-only file of JSON-line records with group commit.
 //! - [`snapshot`]: whole-file replacement that a crash can never leave half-written.
-//! - [`lock`]: one process per data directory.
+//! - [`lock`]: one catalog and one order service per data directory.
 
 pub mod journal;
 pub mod lock;
