@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{external, Extra, Http, Stack, Svc};
+use common::{exit_within, external, Extra, Http, Stack, Svc};
 
 fn skip(test: &str) -> bool {
     if external() {
@@ -237,17 +237,10 @@ fn a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the second service");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = second.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = second.kill();
-                panic!("{svc:?}: a second service on {data} is still running");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_within(&mut second, Duration::from_secs(10)).unwrap_or_else(|| {
+            let _ = second.kill();
+            panic!("{svc:?}: a second service on {data} is still running")
+        });
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
         assert!(!status.success(), "{svc:?}: the second service exited 0");
@@ -273,24 +266,13 @@ impl Launcher {
             .args(["-INT", &self.0.id().to_string()])
             .status();
     }
-
-    fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
 }
 
 impl Drop for Launcher {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
             self.interrupt();
-            if self.wait(Duration::from_secs(15)).is_none() {
+            if exit_within(&mut self.0, Duration::from_secs(15)).is_none() {
                 let _ = self.0.kill();
             }
         }
@@ -350,8 +332,7 @@ fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
         );
     }
     launcher.interrupt();
-    let status = launcher
-        .wait(Duration::from_secs(20))
+    let status = exit_within(&mut launcher.0, Duration::from_secs(20))
         .expect("the launcher did not stop on SIGINT");
     assert!(status.success(), "the launcher exited with {status}");
     for port in ports {

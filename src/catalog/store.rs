@@ -198,7 +198,6 @@ impl Catalog {
     /// Opens the catalog in `dir`, seeding it from `seed` on first start, and replays
     /// the journal after the snapshot.
     pub fn open(dir: &Path, seed: &str, snapshot_every: u64) -> io::Result<Catalog> {
-        std::fs::create_dir_all(dir)?;
         let held = DirLock::take(dir, "catalog.lock")?;
         let snapshot_path = dir.join("catalog.snapshot");
         let journal_path = dir.join("catalog.journal");

@@ -181,7 +181,6 @@ impl OrderLog {
     /// Opens (or creates) `orders.log` in `dir` and replays it, rebuilding the order
     /// table `orders.idx` from it.
     pub fn open(dir: &Path) -> io::Result<OrderLog> {
-        std::fs::create_dir_all(dir)?;
         let held = DirLock::take(dir, "orders.lock")?;
         let mut state = State {
             orders: OrderTable::create(&dir.join("orders.idx"))?,

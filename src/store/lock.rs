@@ -15,9 +15,10 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    /// Takes `dir/name` (the directory must exist), or fails at once if another
+    /// Takes `dir/name` (creating the directory if needed), or fails at once if another
     /// process holds it.
     pub fn take(dir: &Path, name: &str) -> io::Result<DirLock> {
+        std::fs::create_dir_all(dir)?;
         let path = dir.join(name);
         let file = OpenOptions::new()
             .create(true)

@@ -650,21 +650,28 @@ impl Proc {
             .expect("run kill")
             .success();
         assert!(ok, "kill -{signal} {pid} failed");
-        let deadline = Instant::now() + STOP_DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{} did not exit within {STOP_DEADLINE:?} of SIGTERM",
-                    self.svc.name()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        exit_within(&mut child, STOP_DEADLINE).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} did not exit within {STOP_DEADLINE:?} of SIGTERM",
+                self.svc.name()
+            )
+        })
+    }
+}
+
+/// Waits up to `within` for `child` to exit: its status, or `None` if it still runs.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
         }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
