@@ -18,10 +18,15 @@ impl From<CatalogError> for ApiError {
             CatalogError::Voided => ApiError::new(409, "buy was voided"),
             CatalogError::Storage(e) => {
                 eprintln!("catalog: storage failure: {e}");
-                ApiError::new(500, "storage failure")
+                storage_unavailable()
             }
         }
     }
+}
+
+/// The change was not made: it could not be made durable (contract: storage failures).
+fn storage_unavailable() -> ApiError {
+    ApiError::new(503, "storage unavailable")
 }
 
 fn view(product: &Product) -> ProductView {
@@ -65,6 +70,10 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
     );
     Router::new()
         .route("GET", "/health", move |_, _| {
+            // 503 while changes cannot be made durable; the probe notices when they can.
+            if !c1.writable() {
+                return Err(storage_unavailable());
+            }
             Ok(Response::data(&serde_json::json!({"status": "ok", "service": "catalog", "products": c1.stock().len()})))
         })
         .route("GET", "/products", move |request: &Request, _| {

@@ -49,6 +49,8 @@ struct Switches {
     syncs: Option<Fault>,
     /// Every cut (`set_len`) fails with EIO.
     cuts_fail: bool,
+    /// Every replace (a snapshot) fails with this, the journal's writes unaffected.
+    replaces: Option<Fault>,
     /// fsyncs block until released.
     hold_syncs: bool,
     /// fsyncs blocked right now.
@@ -92,6 +94,11 @@ impl FaultyDisk {
     /// Makes every fsync fail with `fault` (None: fsyncs work again).
     pub fn fail_syncs(&self, fault: Option<Fault>) {
         self.shared.switches.lock().syncs = fault;
+    }
+
+    /// Makes every whole-file replace (a snapshot) fail with `fault`, and nothing else.
+    pub fn fail_replaces(&self, fault: Option<Fault>) {
+        self.shared.switches.lock().replaces = fault;
     }
 
     /// Makes every cut of a file (`set_len`) fail.
@@ -171,7 +178,8 @@ impl Disk for FaultyDisk {
 
     fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.check(|s| {
-            s.writes
+            s.replaces
+                .or(s.writes)
                 .or(s.syncs)
                 .or(s.short_writes.map(|_| Fault::NoSpace))
         })?;

@@ -435,11 +435,12 @@ impl Journal {
         !state.failed
     }
 
-    /// Makes everything appended so far durable, then empties the file. The caller
-    /// must have saved what the records said elsewhere (a snapshot) and must keep new
-    /// appends out while this runs (it holds its own lock).
+    /// Settles everything appended so far (on disk, or lost and cut off), then empties
+    /// the file. The caller must have saved what the records on disk said elsewhere (a
+    /// snapshot) and must keep new appends out while this runs (it holds its own lock).
     pub fn truncate(&self) -> io::Result<()> {
-        self.wait_durable(self.tail())?;
+        // Either way the file then holds exactly the records on disk.
+        let _ = self.wait_durable(self.tail());
         let mut state = self.state.lock();
         while state.flushing {
             // A probe; flushes cannot run with no appends.
@@ -448,6 +449,11 @@ impl Journal {
         self.file.set_len(0)?;
         state.durable_len = 0;
         Ok(())
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// fsyncs done so far.
