@@ -101,8 +101,8 @@ enum Record {
     },
     /// A buy id that never applied is settled as aborted: it will never apply.
     Void { seq: u64, buy: u64 },
-    /// An applied buy id is settled as aborted: its stock is given back (if its buy
-    /// record is on disk: see `Durable::apply`) and it will never apply again.
+    /// An applied buy id (its buy record on disk) is settled as aborted: its stock is
+    /// given back and it will never apply again.
     Cancel {
         seq: u64,
         buy: u64,
@@ -227,13 +227,10 @@ impl Durable {
                     product.quantity = product.quantity.saturating_sub(*qty);
                 }
             }
-            Record::Cancel { buy, name, qty, .. } => {
-                // Only a buy that is on disk gives stock back: its record may have been
-                // lost while the cancel was written.
-                if matches!(self.buys.get(buy), Some(BuyEntry::Applied { .. })) {
-                    if let Some(product) = self.products.get_mut(name) {
-                        product.quantity = product.quantity.saturating_add(*qty);
-                    }
+            Record::Cancel { name, qty, .. } => {
+                // Written only once the buy's own record is on disk (see `resolve`).
+                if let Some(product) = self.products.get_mut(name) {
+                    product.quantity = product.quantity.saturating_add(*qty);
                 }
             }
             Record::Set {
@@ -599,34 +596,38 @@ impl Catalog {
     /// later. An id below `settled_below` is settled already (the catalog has forgotten
     /// its outcome and refuses it anyway): nothing is written for it.
     pub fn resolve(&self, buy_id: u64) -> Result<BuyState, CatalogError> {
-        let step = {
+        let step = loop {
             let mut table = self.table.write();
-            let step = if buy_id < table.durable.settled_below {
-                Step::done(Ok(()))
-            } else {
-                let ticket = match table.buy_entry(buy_id) {
-                    Some((ticket, BuyEntry::Voided)) => ticket,
-                    Some((_, BuyEntry::Applied { name, qty })) => {
-                        let (name, qty) = (name.clone(), *qty);
-                        Some(table.append(&self.journal, |seq| Record::Cancel {
-                            seq,
-                            buy: buy_id,
-                            name,
-                            qty,
-                        }))
-                    }
-                    None => {
-                        Some(table.append(&self.journal, |seq| Record::Void { seq, buy: buy_id }))
-                    }
-                };
-                Step {
-                    ticket,
-                    outcome: Ok(()),
-                }
-            };
             let durable = &mut table.durable;
             durable.next_unseen_buy = durable.next_unseen_buy.max(buy_id.saturating_add(1));
-            step
+            if buy_id < durable.settled_below {
+                break Step::done(Ok(()));
+            }
+            let ticket = match table.buy_entry(buy_id) {
+                Some((ticket, BuyEntry::Voided)) => ticket,
+                Some((Some(buy_ticket), BuyEntry::Applied { .. })) => {
+                    // A cancel gives stock back unconditionally, so it must not follow a
+                    // buy record that may yet be lost: settle the buy, then look again.
+                    drop(table);
+                    let _ = self.journal.wait_durable(buy_ticket);
+                    self.table.write().settle(&self.journal);
+                    continue;
+                }
+                Some((None, BuyEntry::Applied { name, qty })) => {
+                    let (name, qty) = (name.clone(), *qty);
+                    Some(table.append(&self.journal, |seq| Record::Cancel {
+                        seq,
+                        buy: buy_id,
+                        name,
+                        qty,
+                    }))
+                }
+                None => Some(table.append(&self.journal, |seq| Record::Void { seq, buy: buy_id })),
+            };
+            break Step {
+                ticket,
+                outcome: Ok(()),
+            };
         };
         self.finish(vec![step])
             .pop()
@@ -948,6 +949,40 @@ mod tests {
             catalog.buy(&buy(1, "Tux", 5)),
             Err(CatalogError::Voided)
         ));
+    }
+
+    /// A resolve that meets a buy in flight settles the buy first: a lost buy is voided
+    /// (no stock to give back), a landed one cancelled.
+    #[test]
+    fn resolving_a_buy_in_flight_waits_for_it() {
+        for lost in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = FaultyDisk::new();
+            let catalog = Arc::new(open_on(&disk, dir.path(), 1000));
+            disk.hold_syncs();
+            let buyer = {
+                let catalog = Arc::clone(&catalog);
+                std::thread::spawn(move || catalog.buy(&buy(1, "Tux", 5)))
+            };
+            disk.wait_for_held_syncs(1);
+            let resolver = {
+                let catalog = Arc::clone(&catalog);
+                std::thread::spawn(move || catalog.resolve(1))
+            };
+            if lost {
+                disk.fail_syncs(Some(Fault::Io));
+            }
+            disk.release_syncs();
+            assert_eq!(buyer.join().unwrap().is_ok(), !lost);
+            disk.fail_syncs(None);
+            // The resolver's own record may have met the failing fsync too: then again.
+            let resolved = resolver.join().unwrap().or_else(|_| catalog.resolve(1));
+            assert_eq!(resolved.unwrap(), BuyState::Voided);
+            assert_eq!(catalog.get("Tux").unwrap().quantity, 80, "lost {lost}");
+            drop(catalog);
+            let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+            assert_eq!(catalog.get("Tux").unwrap().quantity, 80, "lost {lost}");
+        }
     }
 
     /// Finding 9: a bogus `settled_below` must not refuse every later buy.

@@ -153,9 +153,9 @@ fn classify<T>(line: &[u8], parse: &impl Fn(&[u8]) -> Option<T>) -> Line<T> {
     match checksum::unframe(line) {
         Ok(payload) => parse(payload).map_or(Line::Damaged("record does not parse"), Line::Record),
         Err(FrameError::Mismatch) => Line::Damaged(FrameError::Mismatch.describe()),
-        Err(FrameError::Unframed) if parse(line).is_some() => Line::Damaged(
-            "record without a checksum (written before checksums; see README, Storage)",
-        ),
+        Err(FrameError::Unframed) if parse(line).is_some() => {
+            Line::Damaged("record without a checksum (written by a version before checksums)")
+        }
         Err(FrameError::Unframed) => Line::Torn,
     }
 }

@@ -37,7 +37,7 @@ pub fn read_framed(path: &Path) -> io::Result<Vec<u8>> {
                 path.display(),
                 e.describe(),
                 if e == checksum::FrameError::Unframed {
-                    "; a file from before checksums is not read: see README (Storage)"
+                    "; written by a version before checksums?"
                 } else {
                     ""
                 }
