@@ -816,7 +816,7 @@ pub fn parse_seed(text: &str) -> Result<Vec<Product>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Fault, FaultyDisk};
+    use crate::store::{Fault, FaultyDisk, WRITE_FAULTS};
 
     fn buy(id: u64, name: &str, quantity: u64) -> CatalogBuy {
         CatalogBuy {
@@ -856,8 +856,7 @@ mod tests {
 
     #[test]
     fn buys_apply_once_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+        let (dir, catalog) = fresh(1000);
         catalog.buy(&buy(1, "Tux", 5)).unwrap();
         catalog.buy(&buy(1, "Tux", 5)).unwrap();
         assert!(matches!(
@@ -896,8 +895,7 @@ mod tests {
 
     #[test]
     fn snapshots_keep_state_and_empty_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 3).unwrap();
+        let (dir, catalog) = fresh(3);
         for id in 0..10 {
             catalog
                 .buy(&CatalogBuy {
@@ -909,8 +907,7 @@ mod tests {
                 .unwrap();
         }
         assert!(catalog.journal().records() < 3);
-        drop(catalog);
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 3).unwrap();
+        let catalog = reopen(catalog, dir.path(), 3);
         assert_eq!(catalog.get("Bird").unwrap().quantity, 90);
         // Buy 9 is not settled yet: the snapshot remembers it applied, so resolving it
         // gives its unit back.
@@ -921,8 +918,7 @@ mod tests {
     /// Presumed abort: resolving settles a buy id as aborted, whatever it did before.
     #[test]
     fn resolve_gives_an_applied_buy_back_and_voids_every_id_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+        let (dir, catalog) = fresh(1000);
         catalog.buy(&buy(1, "Tux", 5)).unwrap();
         assert_eq!(catalog.get("Tux").unwrap().quantity, 75);
         for _ in 0..2 {
@@ -942,8 +938,7 @@ mod tests {
             catalog.buy(&buy(2, "Tux", 1)),
             Err(CatalogError::Voided)
         ));
-        drop(catalog);
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+        let catalog = reopen(catalog, dir.path(), 1000);
         assert_eq!(catalog.get("Tux").unwrap().quantity, 80);
         assert!(matches!(
             catalog.buy(&buy(1, "Tux", 5)),
@@ -959,12 +954,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let disk = FaultyDisk::new();
             let catalog = Arc::new(open_on(&disk, dir.path(), 1000));
-            disk.hold_syncs();
-            let buyer = {
-                let catalog = Arc::clone(&catalog);
-                std::thread::spawn(move || catalog.buy(&buy(1, "Tux", 5)))
-            };
-            disk.wait_for_held_syncs(1);
+            let buyer = buy_in_flight(&catalog, &disk, buy(1, "Tux", 5));
             let resolver = {
                 let catalog = Arc::clone(&catalog);
                 std::thread::spawn(move || catalog.resolve(1))
@@ -979,8 +969,7 @@ mod tests {
             let resolved = resolver.join().unwrap().or_else(|_| catalog.resolve(1));
             assert_eq!(resolved.unwrap(), BuyState::Voided);
             assert_eq!(catalog.get("Tux").unwrap().quantity, 80, "lost {lost}");
-            drop(catalog);
-            let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+            let catalog = reopen(catalog, dir.path(), 1000);
             assert_eq!(catalog.get("Tux").unwrap().quantity, 80, "lost {lost}");
         }
     }
@@ -988,8 +977,7 @@ mod tests {
     /// Finding 9: a bogus `settled_below` must not refuse every later buy.
     #[test]
     fn settled_below_is_capped_at_the_ids_seen() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+        let (_dir, catalog) = fresh(1000);
         catalog.buy(&buy(0, "Tux", 1)).unwrap();
         let hostile = CatalogBuy {
             settled_below: u64::MAX,
@@ -1004,8 +992,37 @@ mod tests {
         assert_eq!(catalog.get("Tux").unwrap().quantity, 77);
     }
 
+    /// A new catalog on the built-in seed in a new directory.
+    fn fresh(snapshot_every: u64) -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, snapshot_every).unwrap();
+        (dir, catalog)
+    }
+
+    /// `catalog` (the last handle on it) closed and opened again on the real disk, as
+    /// after a restart.
+    fn reopen<C>(catalog: C, dir: &Path, snapshot_every: u64) -> Catalog {
+        drop(catalog);
+        Catalog::open(dir, BUILTIN_SEED, snapshot_every).unwrap()
+    }
+
     fn open_on(disk: &FaultyDisk, dir: &Path, snapshot_every: u64) -> Catalog {
         Catalog::open_with(Arc::new(disk.clone()), dir, BUILTIN_SEED, snapshot_every).unwrap()
+    }
+
+    /// Starts `buy` on another thread and returns once its fsync is held.
+    fn buy_in_flight(
+        catalog: &Arc<Catalog>,
+        disk: &FaultyDisk,
+        buy: CatalogBuy,
+    ) -> std::thread::JoinHandle<Result<(), CatalogError>> {
+        disk.hold_syncs();
+        let buyer = {
+            let catalog = Arc::clone(catalog);
+            std::thread::spawn(move || catalog.buy(&buy))
+        };
+        disk.wait_for_held_syncs(1);
+        buyer
     }
 
     fn storage_failed<T: fmt::Debug>(result: Result<T, CatalogError>) -> bool {
@@ -1023,16 +1040,7 @@ mod tests {
     /// working, and the catalog works again by itself once the disk does.
     #[test]
     fn a_change_that_cannot_be_written_is_not_applied() {
-        type Inject = fn(&FaultyDisk, bool);
-        let faults: [(&str, Inject); 4] = [
-            ("EIO", |d, on| d.fail_writes(on.then_some(Fault::Io))),
-            ("ENOSPC", |d, on| {
-                d.fail_writes(on.then_some(Fault::NoSpace))
-            }),
-            ("short write", |d, on| d.short_writes(on.then_some(3))),
-            ("fsync error", |d, on| d.fail_syncs(on.then_some(Fault::Io))),
-        ];
-        for (name, inject) in faults {
+        for (name, inject) in WRITE_FAULTS {
             let dir = tempfile::tempdir().unwrap();
             let disk = FaultyDisk::new();
             let catalog = open_on(&disk, dir.path(), 1000);
@@ -1065,8 +1073,7 @@ mod tests {
             // Buy 3 never applied: it may apply now, once.
             catalog.buy(&buy(3, "Whale", 5)).unwrap();
             assert_eq!(catalog.get("Whale").unwrap().quantity, 95, "{name}");
-            drop(catalog);
-            let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+            let catalog = reopen(catalog, dir.path(), 1000);
             assert_eq!(catalog.get("Whale").unwrap().quantity, 95, "{name}");
             assert_eq!(
                 catalog.get("Bird").unwrap().quantity,
@@ -1083,12 +1090,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = FaultyDisk::new();
         let catalog = Arc::new(open_on(&disk, dir.path(), 1000));
-        disk.hold_syncs();
-        let buyer = {
-            let catalog = Arc::clone(&catalog);
-            std::thread::spawn(move || catalog.buy(&buy(1, "Tux", 30)))
-        };
-        disk.wait_for_held_syncs(1);
+        let buyer = buy_in_flight(&catalog, &disk, buy(1, "Tux", 30));
         assert_eq!(catalog.get("Tux").unwrap().quantity, 80, "not on disk yet");
         assert!(
             matches!(
@@ -1140,16 +1142,10 @@ mod tests {
         let disk = FaultyDisk::new();
         let catalog = Arc::new(open_on(&disk, dir.path(), 1000));
         catalog.buy(&buy(1, "Tux", 1)).unwrap();
-        disk.hold_syncs();
-        let buyer = {
-            let catalog = Arc::clone(&catalog);
-            std::thread::spawn(move || catalog.buy(&buy(2, "Tux", 5)))
-        };
-        disk.wait_for_held_syncs(1);
+        let buyer = buy_in_flight(&catalog, &disk, buy(2, "Tux", 5));
         disk.crash();
         assert!(!matches!(buyer.join(), Ok(Ok(()))), "never acknowledged");
-        drop(catalog);
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+        let catalog = reopen(catalog, dir.path(), 1000);
         assert_eq!(catalog.get("Tux").unwrap().quantity, 79);
     }
 
@@ -1172,15 +1168,13 @@ mod tests {
             catalog.buy(&buy(id, "Bird", 1)).unwrap();
         }
         assert!(catalog.journal().records() < 2, "snapshotted at last");
-        drop(catalog);
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 2).unwrap();
+        let catalog = reopen(catalog, dir.path(), 2);
         assert_eq!(catalog.get("Bird").unwrap().quantity, 93);
     }
 
     #[test]
     fn restock_only_touches_sold_out_products() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), BUILTIN_SEED, 1000).unwrap();
+        let (_dir, catalog) = fresh(1000);
         catalog.buy(&buy(1, "Tux", 80)).unwrap();
         assert!(
             catalog

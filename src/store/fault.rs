@@ -38,6 +38,22 @@ impl Fault {
     }
 }
 
+/// A way a write can fail: its name, and the switch that turns it on (`true`) or off.
+pub type WriteFault = (&'static str, fn(&FaultyDisk, bool));
+
+/// Every way a write can fail, for tests that check each: EIO, ENOSPC, a short write
+/// (3 bytes written, then ENOSPC) and a failed fsync.
+pub const WRITE_FAULTS: [WriteFault; 4] = [
+    ("EIO", |disk, on| disk.fail_writes(on.then_some(Fault::Io))),
+    ("ENOSPC", |disk, on| {
+        disk.fail_writes(on.then_some(Fault::NoSpace))
+    }),
+    ("short write", |disk, on| disk.short_writes(on.then_some(3))),
+    ("fsync error", |disk, on| {
+        disk.fail_syncs(on.then_some(Fault::Io))
+    }),
+];
+
 /// The switches, shared by every clone and every file opened through them.
 #[derive(Default)]
 struct Switches {

@@ -475,7 +475,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::fault::{Fault, FaultyDisk};
+    use crate::store::fault::{Fault, FaultyDisk, WRITE_FAULTS};
     use std::sync::Arc;
 
     fn parse(line: &[u8]) -> Option<u64> {
@@ -637,16 +637,7 @@ mod tests {
     /// journal works again once the disk does.
     #[test]
     fn a_failed_write_is_refused_cut_off_and_the_journal_recovers() {
-        type Inject = fn(&FaultyDisk, bool);
-        let faults: [(&str, Inject); 4] = [
-            ("EIO", |d, on| d.fail_writes(on.then_some(Fault::Io))),
-            ("ENOSPC", |d, on| {
-                d.fail_writes(on.then_some(Fault::NoSpace))
-            }),
-            ("short write", |d, on| d.short_writes(on.then_some(5))),
-            ("fsync error", |d, on| d.fail_syncs(on.then_some(Fault::Io))),
-        ];
-        for (name, inject) in faults {
+        for (name, inject) in WRITE_FAULTS {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("j");
             let disk = FaultyDisk::new();

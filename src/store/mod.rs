@@ -17,6 +17,6 @@ pub mod lock;
 pub mod snapshot;
 
 pub use disk::{AppendFile, Disk, RealDisk};
-pub use fault::{Fault, FaultyDisk};
+pub use fault::{Fault, FaultyDisk, WRITE_FAULTS};
 pub use journal::{Durability, Journal, Recovered, Ticket};
 pub use lock::DirLock;
