@@ -34,10 +34,10 @@ pub fn spawn_restocker(
             {
                 match catalog.restock(level, period) {
                     Ok(names) if !names.is_empty() => {
-                        println!("catalog: restocked {} to {level}", names.join(", "))
+                        crate::logging::info(format!("catalog: restocked {} to {level}", names.join(", ")))
                     }
                     Ok(_) => {}
-                    Err(e) => eprintln!("catalog: restock failed: {e}"),
+                    Err(e) => crate::logging::warn(format!("catalog: restock failed: {e}")),
                 }
             }
         });

@@ -1,5 +1,7 @@
-//! A small router: method + path pattern (`/products/{name}`) → handler.
+//! A small router: method + path pattern (`/products/{name}`) → handler, and who may
+//! call it ([`Access`]).
 
+use super::auth::{self, Access};
 use super::error::ApiError;
 use super::request::{decode_component, Request};
 use super::response::Response;
@@ -27,6 +29,8 @@ enum Segment {
 }
 
 struct Route {
+    /// Who may call it, checked before the handler runs.
+    access: Access,
     method: &'static str,
     pattern: &'static str,
     segments: Vec<Segment>,
@@ -59,9 +63,15 @@ impl Route {
 /// When several patterns match a path, the one with the most literal segments wins, so
 /// `POST /products/Tux` is a 405 on `/products/{name}` rather than the lab's buy form
 /// `/{name}/{quantity}`.
+///
+/// A route is internal unless it says otherwise ([`Router::public`], [`Router::admin`]),
+/// so a new route is for services only by default, and the one check of the internal
+/// token is here, before any handler runs.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// The token internal routes require; `None`: they are open.
+    internal_token: Option<String>,
 }
 
 /// What dispatching a request produced: the response and the pattern that matched
@@ -79,9 +89,48 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a route. `pattern` is `/`-separated; `{anything}` captures one segment.
+    /// Requires `token` on every internal and admin route (`None`: internal routes are
+    /// open, admin routes need the admin token).
+    pub fn internal_token(mut self, token: Option<String>) -> Self {
+        self.internal_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Adds a route only the other services call. `pattern` is `/`-separated;
+    /// `{anything}` captures one segment.
     pub fn route(
+        self,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.add(Access::Internal, method, pattern, handler)
+    }
+
+    /// Adds a route anyone may call.
+    pub fn public(
+        self,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.add(Access::Public, method, pattern, handler)
+    }
+
+    /// Adds a route for an admin with `admin_token`, or a service (see [`Access::Admin`]).
+    pub fn admin(
+        self,
+        admin_token: Option<String>,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.add(Access::Admin(admin_token), method, pattern, handler)
+    }
+
+    fn add(
         mut self,
+        access: Access,
         method: &'static str,
         pattern: &'static str,
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
@@ -98,6 +147,7 @@ impl Router {
             })
             .collect();
         self.routes.push(Route {
+            access,
             method,
             pattern,
             segments,
@@ -157,6 +207,16 @@ impl Router {
                 response,
             };
         };
+        if let Err(error) = auth::check(&route.access, request, self.internal_token.as_deref()) {
+            let mut response = Response::from(error);
+            if response.status == 401 {
+                response = response.with_header("WWW-Authenticate", "Bearer");
+            }
+            return Routed {
+                route: route.pattern,
+                response,
+            };
+        }
         let params = Params(
             route
                 .segments
@@ -263,5 +323,29 @@ mod tests {
             routed.response.headers,
             vec![("Allow", "GET, PUT, HEAD".to_string())]
         );
+    }
+
+    #[test]
+    fn routes_are_internal_unless_marked_public() {
+        let ok = |_: &Request, _: &Params| Ok(Response::data(&"ok"));
+        let router = Router::new()
+            .public("GET", "/health", ok)
+            .route("POST", "/buy", ok)
+            .internal_token(Some("svc".into()));
+        let with = |method: &str, target: &str, authorization: Option<&str>| {
+            let mut request = request(method, target);
+            if let Some(value) = authorization {
+                request.head.headers.push(("authorization".into(), value.into()));
+            }
+            let routed = router.dispatch(&request);
+            (routed.response.status, routed.response.headers)
+        };
+        assert_eq!(with("GET", "/health", None).0, 200);
+        assert_eq!(
+            with("POST", "/buy", None),
+            (401, vec![("WWW-Authenticate", "Bearer".to_string())])
+        );
+        assert_eq!(with("POST", "/buy", Some("Bearer nope")).0, 403);
+        assert_eq!(with("POST", "/buy", Some("Bearer svc")).0, 200);
     }
 }

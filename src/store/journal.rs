@@ -163,11 +163,11 @@ impl Journal {
         let (journal, recovered) =
             Self::open(path, |line| serde_json::from_slice::<T>(line).ok(), replay)?;
         if recovered.truncated_bytes > 0 {
-            eprintln!(
+            crate::logging::warn(format!(
                 "{}: cut a torn record ({} bytes) off the end",
                 path.display(),
                 recovered.truncated_bytes
-            );
+            ));
         }
         Ok(journal)
     }
