@@ -76,7 +76,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             let product = c3.get(params.get(0)).ok_or(CatalogError::UnknownProduct)?;
             Ok(Response::data(&view(&product)))
         })
-        .admin(admin_token, "PUT", "/products/{name}", move |request: &Request, params| {
+        .admin_or_service(admin_token, "PUT", "/products/{name}", move |request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
             Ok(Response::data(&view(&c4.update(params.get(0), update)?)))
         })

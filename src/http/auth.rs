@@ -21,10 +21,11 @@ pub enum Access {
     /// Only the other services: the request must carry the internal token when one is
     /// configured; without one the route is open (tests and labs on a private machine).
     Internal,
-    /// An admin with this token, or a service with the internal token. No admin token
-    /// configured: admin updates come only from services, and not at all without an
-    /// internal token either.
+    /// An admin with this token; none configured: nobody (the front-end's update).
     Admin(Option<String>),
+    /// An admin with this token, or a service with the internal token (the catalog's
+    /// update, which the front-end calls after checking the admin token itself).
+    AdminOrService(Option<String>),
 }
 
 /// Passes when `request` may use a route of `access`; `internal` is the internal token,
@@ -43,8 +44,9 @@ pub fn check(access: &Access, request: &Request, internal: Option<&str>) -> Resu
             (Some(expected), Some(given)) if same(given, expected) => Ok(()),
             (Some(_), Some(_)) => Err(ApiError::new(403, "invalid internal token")),
         },
-        Access::Admin(admin) => {
+        Access::Admin(admin) | Access::AdminOrService(admin) => {
             let admin = admin.as_deref().filter(|t| !t.is_empty());
+            let internal = internal.filter(|_| matches!(access, Access::AdminOrService(_)));
             let Some(given) = given else {
                 return Err(ApiError::new(401, "missing admin token"));
             };
@@ -104,8 +106,9 @@ mod tests {
 
     #[test]
     fn check_table() {
-        let admin = Access::Admin(Some("adm".into()));
-        let no_admin = Access::Admin(None);
+        let admin = Access::AdminOrService(Some("adm".into()));
+        let no_admin = Access::AdminOrService(None);
+        let admin_only = Access::Admin(Some("adm".into()));
         // (access, internal token configured, Authorization sent, status or 0 for a pass)
         let cases: &[(&Access, Option<&str>, Option<&str>, u16)] = &[
             (&Access::Public, Some("svc"), None, 0),
@@ -126,6 +129,10 @@ mod tests {
             (&no_admin, None, Some("Bearer adm"), 403),
             (&no_admin, Some("svc"), Some("Bearer svc"), 0),
             (&no_admin, Some("svc"), Some("Bearer adm"), 403),
+            (&admin_only, Some("svc"), Some("Bearer adm"), 0),
+            (&admin_only, Some("svc"), Some("Bearer svc"), 403),
+            (&admin_only, Some("svc"), None, 401),
+            (&Access::Admin(None), Some("svc"), Some("Bearer svc"), 403),
         ];
         for (access, internal, authorization, status) in cases {
             let result = check(access, &request(*authorization), *internal);

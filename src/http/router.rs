@@ -64,7 +64,8 @@ impl Route {
 /// `POST /products/Tux` is a 405 on `/products/{name}` rather than the lab's buy form
 /// `/{name}/{quantity}`.
 ///
-/// A route is internal unless it says otherwise ([`Router::public`], [`Router::admin`]),
+/// A route is internal unless it says otherwise ([`Router::public`], [`Router::admin`],
+/// [`Router::admin_or_service`]),
 /// so a new route is for services only by default, and the one check of the internal
 /// token is here, before any handler runs.
 #[derive(Default)]
@@ -117,7 +118,7 @@ impl Router {
         self.add(Access::Public, method, pattern, handler)
     }
 
-    /// Adds a route for an admin with `admin_token`, or a service (see [`Access::Admin`]).
+    /// Adds a route for an admin with `admin_token`.
     pub fn admin(
         self,
         admin_token: Option<String>,
@@ -126,6 +127,17 @@ impl Router {
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
     ) -> Self {
         self.add(Access::Admin(admin_token), method, pattern, handler)
+    }
+
+    /// Adds a route for an admin with `admin_token` or a service with the internal token.
+    pub fn admin_or_service(
+        self,
+        admin_token: Option<String>,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.add(Access::AdminOrService(admin_token), method, pattern, handler)
     }
 
     fn add(
