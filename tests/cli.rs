@@ -360,9 +360,10 @@ fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut launcher) =
-        Launcher::start("the_launcher_starts_the_stack_and_ctrl_c_stops_it", dir.path())
-    else {
+    let Some(mut launcher) = Launcher::start(
+        "the_launcher_starts_the_stack_and_ctrl_c_stops_it",
+        dir.path(),
+    ) else {
         return;
     };
     let http = Http::default();
@@ -426,7 +427,8 @@ fn services_stop_when_the_launcher_is_killed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut launcher) = Launcher::start("services_stop_when_the_launcher_is_killed", dir.path())
+    let Some(mut launcher) =
+        Launcher::start("services_stop_when_the_launcher_is_killed", dir.path())
     else {
         return;
     };

@@ -121,16 +121,17 @@ fn internal_routes_refuse_calls_without_the_token_and_change_nothing() {
 #[test]
 fn with_the_token_the_stack_works_end_to_end() {
     if common::external() {
-        common::skip(
-            "with_the_token_the_stack_works_end_to_end: skipped: needs spawned services",
-        );
+        common::skip("with_the_token_the_stack_works_end_to_end: skipped: needs spawned services");
         return;
     }
     let s = Guarded::start();
     let (front, catalog) = (s.front.url(), s.catalog.url());
     let http = Http::default();
     // Queries, one and many at once (the front-end batches lookups), buys, orders.
-    assert_eq!(http.get(&format!("{front}/products/Tux")).ok()["quantity"], 80);
+    assert_eq!(
+        http.get(&format!("{front}/products/Tux")).ok()["quantity"],
+        80
+    );
     let list = http.get(&format!("{front}/products?limit=2"));
     assert_eq!(list.ok().as_array().map(Vec::len), Some(2), "{list:?}");
     let r = http.post(&format!("{front}/orders"), r#"{"name":"Tux","quantity":2}"#);

@@ -147,7 +147,9 @@ fn dropped_lines(url: &str) -> Option<u64> {
 #[test]
 fn a_stalled_stdout_costs_log_lines_not_requests() {
     if common::external() {
-        common::skip("a_stalled_stdout_costs_log_lines_not_requests: skipped: needs spawned services");
+        common::skip(
+            "a_stalled_stdout_costs_log_lines_not_requests: skipped: needs spawned services",
+        );
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -190,8 +192,14 @@ fn the_access_log_escapes_what_clients_control() {
     // replaced by a generated id; the table test in `logging` covers the rest.
     let target = "/products/a\u{9b}31m\u{202e}b\u{200b}c";
     let mut conn = common::connect(&s.front);
-    write!(conn, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let r = common::read_response(&mut conn).unwrap().expect("a response");
+    write!(
+        conn,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let r = common::read_response(&mut conn)
+        .unwrap()
+        .expect("a response");
     assert!(r.status < 500, "{r:?}");
     let escaped = r"/products/a\u{9b}31m\u{202e}b\u{200b}c";
     let logs = common::eventually("the access-log line", Duration::from_secs(5), || {

@@ -33,9 +33,10 @@ pub fn spawn_restocker(
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(period)
             {
                 match catalog.restock(level, period) {
-                    Ok(names) if !names.is_empty() => {
-                        crate::logging::info(format!("catalog: restocked {} to {level}", names.join(", ")))
-                    }
+                    Ok(names) if !names.is_empty() => crate::logging::info(format!(
+                        "catalog: restocked {} to {level}",
+                        names.join(", ")
+                    )),
                     Ok(_) => {}
                     Err(e) => crate::logging::warn(format!("catalog: restock failed: {e}")),
                 }

@@ -351,7 +351,9 @@ impl Backend {
         theirs
             .copied()
             .chain(ours)
-            .fold(request, |request, (name, value)| request.header(name, value))
+            .fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
     }
 
     fn classify(&self, error: ureq::Error) -> BackendError {
@@ -375,7 +377,6 @@ impl Backend {
         }
     }
 }
-
 
 /// `request` waiting at most `left` for its reply, when given (a retry), instead of the
 /// agent's timeouts. Only retries set it: it costs a `setsockopt` per call.

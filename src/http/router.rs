@@ -137,7 +137,12 @@ impl Router {
         pattern: &'static str,
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
     ) -> Self {
-        self.add(Access::AdminOrService(admin_token), method, pattern, handler)
+        self.add(
+            Access::AdminOrService(admin_token),
+            method,
+            pattern,
+            handler,
+        )
     }
 
     fn add(
@@ -347,7 +352,10 @@ mod tests {
         let with = |method: &str, target: &str, authorization: Option<&str>| {
             let mut request = request(method, target);
             if let Some(value) = authorization {
-                request.head.headers.push(("authorization".into(), value.into()));
+                request
+                    .head
+                    .headers
+                    .push(("authorization".into(), value.into()));
             }
             let routed = router.dispatch(&request);
             (routed.response.status, routed.response.headers)

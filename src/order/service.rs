@@ -151,7 +151,9 @@ impl OrderService {
             match self.resolve(buy_id) {
                 Some(BuyState::Applied) => {
                     if let Ok(Some(number)) = self.log.commit(buy_id) {
-                        crate::logging::info(format!("order: recovered buy {buy_id} as order {number}"));
+                        crate::logging::info(format!(
+                            "order: recovered buy {buy_id} as order {number}"
+                        ));
                     }
                 }
                 Some(BuyState::Voided) => self.log.abort(buy_id, None),

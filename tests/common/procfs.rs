@@ -50,7 +50,12 @@ pub fn listening_port(pid: u32) -> Option<u16> {
         .filter_map(|fd| {
             let target = std::fs::read_link(fd.ok()?.path()).ok()?;
             let target = target.to_str()?;
-            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
         })
         .collect();
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
