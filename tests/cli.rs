@@ -261,6 +261,8 @@ fn a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused() {
 /// them that outlived it.
 struct Launcher {
     child: std::process::Child,
+    /// Its working directory, where it keeps `data/`.
+    dir: tempfile::TempDir,
     /// The services it started, once known.
     services: Vec<u32>,
     /// The default ports are the launcher's: one launcher test at a time.
@@ -272,9 +274,13 @@ const LAUNCHER_PORTS: [u16; 3] = [6060, 10086, 10010];
 static LAUNCHER_PORTS_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Launcher {
-    /// Starts `toystore` in `dir` and waits until its front-end answers and its three
-    /// services are known; `None` (after saying so) when a default port is taken.
-    fn start(test: &str, dir: &std::path::Path) -> Option<Launcher> {
+    /// Starts `toystore` in a new directory and waits until its front-end answers and
+    /// its three services are known; `None` (after saying so) in external mode or when a
+    /// default port is taken.
+    fn start(test: &str) -> Option<Launcher> {
+        if skip(test) {
+            return None;
+        }
         let ports = LAUNCHER_PORTS_IN_USE
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -285,8 +291,9 @@ impl Launcher {
             common::skip(&format!("{test}: skipped: a default port is in use"));
             return None;
         }
+        let dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_toystore"))
-            .current_dir(dir)
+            .current_dir(dir.path())
             .env_remove("DATA_DIR")
             .env_remove("LISTEN")
             .env_remove("INTERNAL_TOKEN")
@@ -298,6 +305,7 @@ impl Launcher {
             .expect("start the launcher");
         let mut launcher = Launcher {
             child,
+            dir,
             services: Vec::new(),
             _ports: ports,
         };
@@ -341,11 +349,13 @@ impl Drop for Launcher {
                 let _ = self.child.kill();
             }
         }
+        // Left over after a failure: gone before the next test looks at the ports.
         for &pid in &self.services {
             if procfs::alive(pid) {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
+                procfs::gone_within(pid, Duration::from_secs(5));
             }
         }
     }
@@ -356,14 +366,8 @@ impl Drop for Launcher {
 /// token: a call to an internal route without it is refused.
 #[test]
 fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
-    if skip("the_launcher_starts_the_stack_and_ctrl_c_stops_it") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mut launcher) = Launcher::start(
-        "the_launcher_starts_the_stack_and_ctrl_c_stops_it",
-        dir.path(),
-    ) else {
+    let Some(mut launcher) = Launcher::start("the_launcher_starts_the_stack_and_ctrl_c_stops_it")
+    else {
         return;
     };
     let http = Http::default();
@@ -384,7 +388,7 @@ fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
     // Both services keep their files in the one default directory.
     for file in ["catalog.journal", "orders.log"] {
         assert!(
-            dir.path().join("data").join(file).exists(),
+            launcher.dir.path().join("data").join(file).exists(),
             "no data/{file}"
         );
     }
@@ -404,13 +408,7 @@ fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
 /// process groups of their own, after the launcher died of it.
 #[test]
 fn sighup_to_the_launcher_stops_every_service() {
-    if skip("sighup_to_the_launcher_stops_every_service") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mut launcher) =
-        Launcher::start("sighup_to_the_launcher_stops_every_service", dir.path())
-    else {
+    let Some(mut launcher) = Launcher::start("sighup_to_the_launcher_stops_every_service") else {
         return;
     };
     launcher.signal("HUP");
@@ -423,13 +421,7 @@ fn sighup_to_the_launcher_stops_every_service() {
 /// Issue 11, finding 10: services must not outlive a launcher that could not stop them.
 #[test]
 fn services_stop_when_the_launcher_is_killed() {
-    if skip("services_stop_when_the_launcher_is_killed") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mut launcher) =
-        Launcher::start("services_stop_when_the_launcher_is_killed", dir.path())
-    else {
+    let Some(mut launcher) = Launcher::start("services_stop_when_the_launcher_is_killed") else {
         return;
     };
     launcher.child.kill().unwrap();

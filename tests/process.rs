@@ -88,17 +88,18 @@ fn start(svc: Svc, stdout: Output, stderr: Output, data: &std::path::Path) -> (C
     (child, url)
 }
 
-/// SIGTERM, then the exit status within the contract's bound (SIGKILL and fail if not).
-fn terminate(child: &mut Child, what: &str) {
+/// `signal` (TERM, HUP), then a clean exit within the contract's bound (SIGKILL and
+/// fail if not).
+fn terminate(child: &mut Child, signal: &str, what: &str) {
     let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
     let status = exit_within(child, STOP_WITHIN).unwrap_or_else(|| {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("{what}: still running {STOP_WITHIN:?} after SIGTERM")
+        panic!("{what}: still running {STOP_WITHIN:?} after SIG{signal}")
     });
     assert!(status.success(), "{what}: exited with {status}");
 }
@@ -126,10 +127,29 @@ fn every_service_stops_on_sigterm_whatever_became_of_its_output() {
             assert_eq!(r.status, 200, "{r:?}");
             terminate(
                 &mut child,
+                "TERM",
                 &format!("{svc:?} with stdout {stdout:?}, stderr {stderr:?}"),
             );
         }
     }
+}
+
+/// Issue 11, finding 10: a service in the foreground of a terminal that closes gets
+/// SIGHUP, and with its output gone it must stop as cleanly as on SIGTERM.
+#[test]
+fn a_service_stops_cleanly_on_sighup() {
+    if common::external() {
+        common::skip("a_service_stops_cleanly_on_sighup: skipped: needs spawned services");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, _) = start(
+        Svc::Order,
+        Output::ClosedPipe,
+        Output::ClosedPipe,
+        data.path(),
+    );
+    terminate(&mut child, "HUP", "order after its terminal closed");
 }
 
 /// The access log's value in `/metrics` of lines dropped, if the metric exists.
@@ -169,7 +189,7 @@ fn a_stalled_stdout_costs_log_lines_not_requests() {
         }
         sent += 500;
     }
-    terminate(&mut child, "catalog with a stalled stdout");
+    terminate(&mut child, "TERM", "catalog with a stalled stdout");
     // The pipe still holds what was written: the address line first.
     let mut head = [0u8; 64];
     let n = child.stdout.take().unwrap().read(&mut head).unwrap();

@@ -2,6 +2,7 @@
 
 use super::store::{Catalog, CatalogError, Product};
 use crate::batch;
+use crate::http::auth::Access;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{
     positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ErrorBody, Item, ListQuery,
@@ -64,7 +65,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
         catalog,
     );
     Router::new()
-        .public("GET", "/health", move |_, _| {
+        .route_for(Access::Public, "GET", "/health", move |_, _| {
             Ok(Response::data(&serde_json::json!({"status": "ok", "service": "catalog", "products": c1.stock().len()})))
         })
         .route("GET", "/products", move |request: &Request, _| {
@@ -76,7 +77,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             let product = c3.get(params.get(0)).ok_or(CatalogError::UnknownProduct)?;
             Ok(Response::data(&view(&product)))
         })
-        .admin_or_service(admin_token, "PUT", "/products/{name}", move |request: &Request, params| {
+        .route_for(Access::AdminOrService(admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
             Ok(Response::data(&view(&c4.update(params.get(0), update)?)))
         })

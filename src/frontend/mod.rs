@@ -3,6 +3,7 @@
 //! their answers through; a backend that is down or slow becomes 503/504.
 
 use crate::batch::{self, Batcher};
+use crate::http::auth::Access;
 use crate::http::backend::{Backend, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
 use crate::order::placement;
@@ -128,22 +129,22 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
     ));
     let lab_buys = Arc::clone(&buys);
     Router::new()
-        .public("GET", "/health", move |_, _| {
+        .route_for(Access::Public, "GET", "/health", move |_, _| {
             let state = |b: &Backend| if b.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&health.catalog), "order": state(&health.order)});
             Ok(Response::data(&body))
         })
-        .public("GET", "/products", move |request: &Request, _| {
+        .route_for(Access::Public, "GET", "/products", move |request: &Request, _| {
             let query = ListQuery::from_pairs(&request.query_pairs()?).map_err(ApiError::bad_request)?;
             let path = format!("/products?{}", query.to_query_string());
             Ok(relay(list.catalog.get(&path, &request.request_id)?))
         })
-        .public("GET", "/products/{name}", move |request: &Request, params| {
+        .route_for(Access::Public, "GET", "/products/{name}", move |request: &Request, params| {
             let name = params.get(0).to_string();
             let bytes = name.len() + 16;
             queries.submit((name, request.request_id.clone()), bytes)
         })
-        .admin(frontend_admin_token, "PUT", "/products/{name}", move |request: &Request, params| {
+        .route_for(Access::Admin(frontend_admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
             let body = serde_json::to_vec(&update).unwrap_or_default();
             // The catalog checks the admin token again only where there is no internal
@@ -154,15 +155,15 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             // Setting a value twice is harmless, so the update may be retried.
             Ok(relay(put.catalog.send_json("PUT", &path, &body, &headers, true)?))
         })
-        .public("POST", "/orders", move |request: &Request, _| {
+        .route_for(Access::Public, "POST", "/orders", move |request: &Request, _| {
             let order = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
             buy(&buys, request, order)
         })
-        .public("POST", "/{name}/{quantity}", move |request: &Request, params| {
+        .route_for(Access::Public, "POST", "/{name}/{quantity}", move |request: &Request, params| {
             let quantity = quantity_from_text(params.get(1)).map_err(ApiError::bad_request)?;
             buy(&lab_buys, request, BuyRequest { name: params.get(0).to_string(), quantity })
         })
-        .public("GET", "/orders/{number}", move |request: &Request, params| {
+        .route_for(Access::Public, "GET", "/orders/{number}", move |request: &Request, params| {
             let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;
             Ok(relay(lookup.order.get(&format!("/orders/{number}"), &request.request_id)?))
         })

@@ -64,10 +64,9 @@ impl Route {
 /// `POST /products/Tux` is a 405 on `/products/{name}` rather than the lab's buy form
 /// `/{name}/{quantity}`.
 ///
-/// A route is internal unless it says otherwise ([`Router::public`], [`Router::admin`],
-/// [`Router::admin_or_service`]),
-/// so a new route is for services only by default, and the one check of the internal
-/// token is here, before any handler runs.
+/// A route is internal unless it says otherwise ([`Router::route_for`]), so a new route
+/// is for services only by default, and the one check of the internal token is here,
+/// before any handler runs.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
@@ -105,47 +104,11 @@ impl Router {
         pattern: &'static str,
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
     ) -> Self {
-        self.add(Access::Internal, method, pattern, handler)
+        self.route_for(Access::Internal, method, pattern, handler)
     }
 
-    /// Adds a route anyone may call.
-    pub fn public(
-        self,
-        method: &'static str,
-        pattern: &'static str,
-        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
-    ) -> Self {
-        self.add(Access::Public, method, pattern, handler)
-    }
-
-    /// Adds a route for an admin with `admin_token`.
-    pub fn admin(
-        self,
-        admin_token: Option<String>,
-        method: &'static str,
-        pattern: &'static str,
-        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
-    ) -> Self {
-        self.add(Access::Admin(admin_token), method, pattern, handler)
-    }
-
-    /// Adds a route for an admin with `admin_token` or a service with the internal token.
-    pub fn admin_or_service(
-        self,
-        admin_token: Option<String>,
-        method: &'static str,
-        pattern: &'static str,
-        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
-    ) -> Self {
-        self.add(
-            Access::AdminOrService(admin_token),
-            method,
-            pattern,
-            handler,
-        )
-    }
-
-    fn add(
+    /// Adds a route that `access` says who may call.
+    pub fn route_for(
         mut self,
         access: Access,
         method: &'static str,
@@ -346,7 +309,7 @@ mod tests {
     fn routes_are_internal_unless_marked_public() {
         let ok = |_: &Request, _: &Params| Ok(Response::data(&"ok"));
         let router = Router::new()
-            .public("GET", "/health", ok)
+            .route_for(Access::Public, "GET", "/health", ok)
             .route("POST", "/buy", ok)
             .internal_token(Some("svc".into()));
         let with = |method: &str, target: &str, authorization: Option<&str>| {
@@ -367,5 +330,56 @@ mod tests {
         );
         assert_eq!(with("POST", "/buy", Some("Bearer nope")).0, 403);
         assert_eq!(with("POST", "/buy", Some("Bearer svc")).0, 200);
+    }
+
+    fn with_authorization(authorization: Option<&str>) -> Request {
+        let mut request = request("PUT", "/x");
+        if let Some(value) = authorization {
+            request
+                .head
+                .headers
+                .push(("authorization".into(), value.into()));
+        }
+        request
+    }
+
+    #[test]
+    fn access_table() {
+        let admin = Access::AdminOrService(Some("adm".into()));
+        let no_admin = Access::AdminOrService(None);
+        let admin_only = Access::Admin(Some("adm".into()));
+        // (access, internal token configured, Authorization sent, status or 0 for a pass)
+        let cases: &[(&Access, Option<&str>, Option<&str>, u16)] = &[
+            (&Access::Public, Some("svc"), None, 0),
+            (&Access::Internal, None, None, 0),
+            (&Access::Internal, Some(""), None, 0),
+            (&Access::Internal, Some("svc"), None, 401),
+            (&Access::Internal, Some("svc"), Some("Bearer svc"), 0),
+            (&Access::Internal, Some("svc"), Some("bearer svc"), 0),
+            (&Access::Internal, Some("svc"), Some("Bearer sv"), 403),
+            (&Access::Internal, Some("svc"), Some("Bearer svd"), 403),
+            (&Access::Internal, Some("svc"), Some("Basic svc"), 403),
+            (&admin, None, None, 401),
+            (&admin, None, Some("Bearer adm"), 0),
+            (&admin, None, Some("Bearer svc"), 403),
+            (&admin, Some("svc"), Some("Bearer svc"), 0),
+            (&admin, Some("svc"), Some("Bearer adm"), 0),
+            (&admin, Some("svc"), Some("Bearer nope"), 403),
+            (&no_admin, None, Some("Bearer adm"), 403),
+            (&no_admin, Some("svc"), Some("Bearer svc"), 0),
+            (&no_admin, Some("svc"), Some("Bearer adm"), 403),
+            (&admin_only, Some("svc"), Some("Bearer adm"), 0),
+            (&admin_only, Some("svc"), Some("Bearer svc"), 403),
+            (&admin_only, Some("svc"), None, 401),
+            (&Access::Admin(None), Some("svc"), Some("Bearer svc"), 403),
+        ];
+        for (access, internal, authorization, status) in cases {
+            let result = auth::check(access, &with_authorization(*authorization), *internal);
+            assert_eq!(
+                result.map_err(|e| e.status).err().unwrap_or(0),
+                *status,
+                "{access:?} internal {internal:?} given {authorization:?}"
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ pub use log::OrderLog;
 pub use service::OrderService;
 
 use crate::batch::{self, Batcher};
+use crate::http::auth::Access;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{BuyRequest, ErrorBody, Item, OrderPlaced, Placement, Placements};
 use std::fmt::Write;
@@ -42,7 +43,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
         }),
     );
     Router::new()
-        .public("GET", "/health", move |_, _| {
+        .route_for(Access::Public, "GET", "/health", move |_, _| {
             let catalog = if s1.catalog.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": s1.log.count(), "unresolved": s1.log.unresolved().len()});
             Ok(Response::data(&body))
