@@ -313,14 +313,7 @@ mod tests {
             .route("POST", "/buy", ok)
             .internal_token(Some("svc".into()));
         let with = |method: &str, target: &str, authorization: Option<&str>| {
-            let mut request = request(method, target);
-            if let Some(value) = authorization {
-                request
-                    .head
-                    .headers
-                    .push(("authorization".into(), value.into()));
-            }
-            let routed = router.dispatch(&request);
+            let routed = router.dispatch(&with_authorization(method, target, authorization));
             (routed.response.status, routed.response.headers)
         };
         assert_eq!(with("GET", "/health", None).0, 200);
@@ -332,8 +325,8 @@ mod tests {
         assert_eq!(with("POST", "/buy", Some("Bearer svc")).0, 200);
     }
 
-    fn with_authorization(authorization: Option<&str>) -> Request {
-        let mut request = request("PUT", "/x");
+    fn with_authorization(method: &str, target: &str, authorization: Option<&str>) -> Request {
+        let mut request = request(method, target);
         if let Some(value) = authorization {
             request
                 .head
@@ -374,7 +367,11 @@ mod tests {
             (&Access::Admin(None), Some("svc"), Some("Bearer svc"), 403),
         ];
         for (access, internal, authorization, status) in cases {
-            let result = auth::check(access, &with_authorization(*authorization), *internal);
+            let result = auth::check(
+                access,
+                &with_authorization("PUT", "/x", *authorization),
+                *internal,
+            );
             assert_eq!(
                 result.map_err(|e| e.status).err().unwrap_or(0),
                 *status,
