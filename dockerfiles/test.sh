@@ -44,6 +44,9 @@ else
 fi
 export TOYSTORE_PORT=$port
 export ADMIN_TOKEN="test-token-$id"
+# The services' shared secret (Compose requires one): random, as the launcher makes it.
+INTERNAL_TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export INTERNAL_TOKEN
 # No automatic restocks: they are not visible through the API, so they would upset both
 # test_func.sh's stock checks and the invariant here.
 export RESTOCK_PERIOD_MS=0

@@ -1,22 +1,29 @@
 //! Command-line flags of the services, and the code every service binary shares:
-//! bind, print the address, stop on SIGTERM/SIGINT, `--healthcheck`.
+//! bind, print the address, stop on SIGTERM/SIGINT/SIGHUP (or when the launcher is
+//! gone), `--healthcheck`.
 
 use crate::catalog::{self, Catalog, BUILTIN_SEED};
 use crate::frontend::{self, Frontend};
 use crate::http::backend::Backend;
 use crate::http::server::MetricsExtra;
 use crate::http::{Limits, Router, Server, ServerOptions};
+use crate::logging;
 use crate::order::{self, OrderLog, OrderService};
 use crate::peer::PeerAddr;
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
-use std::io::Write;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a service that stops waits for its last lines to be written: an output
+/// that blocks (a full pipe nobody reads) must not keep it from exiting.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// Server settings every service takes.
 #[derive(Debug, Clone, Args)]
@@ -32,6 +39,16 @@ pub struct ServerArgs {
     /// Write one access-log line per request to stdout.
     #[arg(long, env = "ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub access_log: bool,
+    /// The token the services share (visible ASCII): every route but the public ones,
+    /// `/health` and `/metrics` then requires `Authorization: Bearer TOKEN`, and every
+    /// call to a peer sends it. Unset or empty: those routes are open. Prefer the
+    /// environment: a flag shows in `ps`.
+    #[arg(long, env = "INTERNAL_TOKEN", hide_env_values = true, value_parser = internal_token)]
+    pub internal_token: Option<String>,
+    /// Stop, as on SIGTERM, when stdin reaches its end: the launcher gives each service
+    /// a pipe it holds open, so the services go with it however it ends.
+    #[arg(long, hide = true)]
+    pub stop_when_stdin_closes: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -185,6 +202,14 @@ pub struct FrontendArgs {
     pub backend: BackendArgs,
 }
 
+fn internal_token(text: &str) -> Result<String, String> {
+    if text.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(text.to_string())
+    } else {
+        Err("the internal token must be visible ascii characters (it is sent in a header)".into())
+    }
+}
+
 fn catalog_addr(text: &str) -> Result<PeerAddr, String> {
     PeerAddr::parse(text, CATALOG_PORT).map_err(|e| e.to_string())
 }
@@ -253,7 +278,7 @@ pub fn run_order(args: OrderArgs) -> ExitCode {
             )
         }
     };
-    let catalog = backend("catalog", args.catalog, &args.backend);
+    let catalog = backend("catalog", args.catalog, &args.backend, &args.server);
     let service = Arc::new(OrderService::new(log, catalog));
     let (stop_resolver, stopped) = crossbeam_channel::bounded::<()>(0);
     order::spawn_resolver(Arc::clone(&service), Duration::from_millis(500), stopped);
@@ -272,8 +297,8 @@ pub fn run_frontend(args: FrontendArgs) -> ExitCode {
     }
     crate::malloc::limit_thread_caches();
     let frontend = Arc::new(Frontend {
-        catalog: backend("catalog", args.catalog, &args.backend),
-        order: backend("order", args.order, &args.backend),
+        catalog: backend("catalog", args.catalog, &args.backend, &args.server),
+        order: backend("order", args.order, &args.backend, &args.server),
         admin_token: args.admin_token,
     });
     let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -289,10 +314,11 @@ pub fn run_frontend(args: FrontendArgs) -> ExitCode {
     code
 }
 
-/// A pooled client for a peer.
-fn backend(name: &'static str, addr: PeerAddr, args: &BackendArgs) -> Backend {
+/// A pooled client for a peer, sending the internal token.
+fn backend(name: &'static str, addr: PeerAddr, args: &BackendArgs, server: &ServerArgs) -> Backend {
     let timeout = Duration::from_millis(args.backend_timeout_ms.max(1));
     Backend::new(name, addr, timeout, args.backend_max_in_flight, 2)
+        .with_internal_token(server.internal_token.as_deref())
 }
 
 fn listen_address(server: &ServerArgs, default_port: u16) -> String {
@@ -302,7 +328,8 @@ fn listen_address(server: &ServerArgs, default_port: u16) -> String {
         .unwrap_or_else(|| format!("127.0.0.1:{default_port}"))
 }
 
-/// Binds, prints the address, serves until a signal, and exits 0 after a clean stop.
+/// Binds, prints the address, serves until a signal (or the end of stdin, with
+/// `--stop-when-stdin-closes`), and exits 0 after a clean stop.
 fn serve(
     name: &'static str,
     listen: &str,
@@ -316,6 +343,7 @@ fn serve(
         access_log: args.access_log,
         metrics_extra,
     };
+    let router = router.internal_token(args.internal_token.clone());
     let server = match Server::bind(listen, router, options) {
         Ok(server) => server,
         Err(e) => return fail(name, format!("cannot listen on {listen}: {e}")),
@@ -324,30 +352,37 @@ fn serve(
         Ok(addr) => addr,
         Err(e) => return fail(name, format!("cannot read the bound address: {e}")),
     };
-    println!("{name} listening on http://{addr}");
-    let _ = std::io::stdout().flush();
     let handle = server.shutdown_handle();
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(mut signals) => {
+            let handle = handle.clone();
             std::thread::spawn(move || {
                 if let Some(signal) = signals.forever().next() {
-                    eprintln!("{name}: signal {signal}, shutting down");
                     handle.shutdown();
+                    logging::warn(format!("{name}: signal {signal}, shutting down"));
                 }
             });
         }
         Err(e) => return fail(name, format!("cannot install signal handlers: {e}")),
     }
-    match server.run() {
+    if args.stop_when_stdin_closes {
+        std::thread::spawn(move || {
+            // Nothing is ever written: the read returns when the launcher is gone.
+            let _ = std::io::stdin().read(&mut [0u8; 64]);
+            handle.shutdown();
+            logging::warn(format!("{name}: the launcher is gone, shutting down"));
+        });
+    }
+    logging::info(format!("{name} listening on http://{addr}"));
+    let code = match server.run() {
         Ok(()) => {
-            eprintln!("{name}: stopped");
+            logging::warn(format!("{name}: stopped"));
             ExitCode::SUCCESS
         }
         Err(e) => fail(name, format!("server failed: {e}")),
-    }
+    };
+    logging::flush(LAST_LINES_WAIT);
+    code
 }
 
 /// `--healthcheck`: GET /health on our own address (an unspecified address means loopback).
@@ -373,6 +408,7 @@ fn healthcheck(listen: &str) -> ExitCode {
 }
 
 fn fail(name: &str, message: String) -> ExitCode {
-    eprintln!("{name}: error: {message}");
+    logging::warn(format!("{name}: error: {message}"));
+    logging::flush(LAST_LINES_WAIT);
     ExitCode::FAILURE
 }

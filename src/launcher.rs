@@ -2,15 +2,27 @@
 //!
 //! `cargo run` builds only the `toystore` binary, so the launcher cannot count on the
 //! sibling binaries existing: it runs itself again with a subcommand per service.
-//! Each child gets its own process group, so Ctrl-C reaches only the launcher, which
-//! then stops the services in the order that lets in-flight buys finish: front-end,
-//! order, catalog.
+//!
+//! Stopping: each child gets its own process group, so Ctrl-C (SIGINT) and a closed
+//! terminal (SIGHUP) reach only the launcher, which then stops the services (as it does
+//! on SIGTERM) in the order that lets in-flight buys finish: front-end, order, catalog.
+//! A launcher that dies without doing so (SIGKILL, a crash) still takes them along: each
+//! child's stdin is a pipe only the launcher holds open, and a service started with
+//! `--stop-when-stdin-closes` stops as on SIGTERM when it reads the pipe's end, which the
+//! kernel delivers however the launcher ended (no `PR_SET_PDEATHSIG`, no polling).
+//!
+//! The services share a random internal token (`INTERNAL_TOKEN`), new each run unless
+//! the environment sets one, so that only they can call each other's internal routes.
 
 use crate::http::backend::Backend;
+use crate::logging;
 use crate::peer::PeerAddr;
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::fmt::Write as _;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a service may take to answer `/health` after it starts.
@@ -24,18 +36,31 @@ struct Service {
     child: Child,
 }
 
-/// Starts catalog, order and front-end; stops them on SIGINT/SIGTERM or when one dies.
+/// Bytes of randomness in a generated internal token: 256 bits.
+const TOKEN_BYTES: usize = 32;
+
+/// Starts catalog, order and front-end; stops them on SIGINT, SIGTERM or SIGHUP, or
+/// when one dies.
 pub fn run() -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return fail(&format!("cannot find my own executable: {e}")),
     };
-    let signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
+    let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
+    };
+    let token = match std::env::var("INTERNAL_TOKEN") {
+        Ok(token) if !token.is_empty() => token,
+        _ => match random_token() {
+            Ok(token) => token,
+            Err(e) => return fail(&format!("cannot make an internal token: {e}")),
+        },
+    };
+    // The children's stdin; the write end stays here, open until this process ends.
+    let (lifeline, _held_open) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return fail(&format!("cannot make a pipe: {e}")),
     };
     let catalog_url = format!("http://127.0.0.1:{CATALOG_PORT}");
     let order_url = format!("http://127.0.0.1:{ORDER_PORT}");
@@ -54,13 +79,18 @@ pub fn run() -> ExitCode {
     ];
     let mut running: Vec<Service> = Vec::new();
     for (name, port, extra) in plan {
-        let spawned = Command::new(&exe)
-            .arg(name)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
-            .process_group(0)
-            .spawn();
+        let spawned = lifeline.try_clone().and_then(|stdin| {
+            Command::new(&exe)
+                .arg(name)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--stop-when-stdin-closes")
+                .args(extra)
+                .env("INTERNAL_TOKEN", &token)
+                .stdin(Stdio::from(stdin))
+                .process_group(0)
+                .spawn()
+        });
         match spawned {
             Ok(child) => running.push(Service { name, port, child }),
             Err(e) => {
@@ -73,20 +103,34 @@ pub fn run() -> ExitCode {
             return fail(&message);
         }
     }
-    println!();
-    println!("toystore is up: http://127.0.0.1:{FRONT_PORT}");
-    println!("  try:    curl http://127.0.0.1:{FRONT_PORT}/products/Tux");
-    println!("  buy:    curl -X POST -H 'Content-Type: application/json' -d '{{\"name\":\"Tux\",\"quantity\":1}}' http://127.0.0.1:{FRONT_PORT}/orders");
-    println!("  client: cargo run --release --bin client -- query Tux --requests 5");
-    println!("Ctrl-C stops all three.");
-    println!();
+    drop(lifeline);
+    logging::info(format!(
+        "\ntoystore is up: http://127.0.0.1:{FRONT_PORT}\n  \
+         try:    curl http://127.0.0.1:{FRONT_PORT}/products/Tux\n  \
+         buy:    curl -X POST -H 'Content-Type: application/json' -d '{{\"name\":\"Tux\",\"quantity\":1}}' http://127.0.0.1:{FRONT_PORT}/orders\n  \
+         client: cargo run --release --bin client -- query Tux --requests 5\n\
+         Ctrl-C stops all three.\n"
+    ));
 
     let died = wait_for_signal_or_death(signals, &mut running);
     stop_all(&mut running);
     match died {
-        None => ExitCode::SUCCESS,
+        None => {
+            logging::flush(Duration::from_secs(1));
+            ExitCode::SUCCESS
+        }
         Some(name) => fail(&format!("{name} exited unexpectedly; stopped the others")),
     }
+}
+
+/// A new token of [`TOKEN_BYTES`] from the kernel's random source, in hex.
+fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().fold(String::new(), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    }))
 }
 
 /// Polls the service's `/health` until it answers, it dies, or the deadline passes.
@@ -157,6 +201,7 @@ fn stop_all(running: &mut Vec<Service>) {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("toystore: error: {message}");
+    logging::warn(format!("toystore: error: {message}"));
+    logging::flush(Duration::from_secs(1));
     ExitCode::FAILURE
 }

@@ -20,6 +20,8 @@
 //! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
 //! - [`launcher`]: `cargo run --release` starts the three services as processes.
 //! - [`cli`]: the command-line flags of every binary.
+//! - [`logging`]: every line the services write, queued so that a dead or stalled output
+//!   never panics or blocks a service.
 //! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
 #![forbid(unsafe_code)]
 
@@ -30,6 +32,7 @@ pub mod client;
 pub mod frontend;
 pub mod http;
 pub mod launcher;
+pub mod logging;
 pub mod malloc;
 pub mod order;
 pub mod peer;

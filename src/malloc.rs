@@ -49,7 +49,9 @@ pub fn limit_thread_caches() {
         .env(RESTARTED, "1")
         .exec();
     // `exec` returns only when it failed: go on with glibc's default caches.
-    eprintln!("could not restart with smaller malloc caches ({error}); going on without");
+    crate::logging::warn(format!(
+        "could not restart with smaller malloc caches ({error}); going on without"
+    ));
 }
 
 /// `GLIBC_TUNABLES` with the cache limit added, or `None` if it sets the cache already.

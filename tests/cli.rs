@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exit_within, external, Extra, Http, Stack, Svc};
+use common::{exit_within, external, procfs, Extra, Http, Stack, Svc};
 
 fn skip(test: &str) -> bool {
     if external() {
@@ -257,88 +257,174 @@ fn a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused() {
 }
 
 /// Stops the launcher with SIGINT (as Ctrl-C does) if a test leaves it running, so that
-/// its services, in process groups of their own, are stopped with it.
-struct Launcher(std::process::Child);
+/// its services, in process groups of their own, are stopped with it; SIGKILLs any of
+/// them that outlived it.
+struct Launcher {
+    child: std::process::Child,
+    /// Its working directory, where it keeps `data/`.
+    dir: tempfile::TempDir,
+    /// The services it started, once known.
+    services: Vec<u32>,
+    /// The default ports are the launcher's: one launcher test at a time.
+    _ports: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The ports the launcher uses, fixed by the contract.
+const LAUNCHER_PORTS: [u16; 3] = [6060, 10086, 10010];
+static LAUNCHER_PORTS_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Launcher {
-    fn interrupt(&self) {
+    /// Starts `toystore` in a new directory and waits until its front-end answers and
+    /// its three services are known; `None` (after saying so) in external mode or when a
+    /// default port is taken.
+    fn start(test: &str) -> Option<Launcher> {
+        if skip(test) {
+            return None;
+        }
+        let ports = LAUNCHER_PORTS_IN_USE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if LAUNCHER_PORTS
+            .iter()
+            .any(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+        {
+            common::skip(&format!("{test}: skipped: a default port is in use"));
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_toystore"))
+            .current_dir(dir.path())
+            .env_remove("DATA_DIR")
+            .env_remove("LISTEN")
+            .env_remove("INTERNAL_TOKEN")
+            .env("ACCESS_LOG", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the launcher");
+        let mut launcher = Launcher {
+            child,
+            dir,
+            services: Vec::new(),
+            _ports: ports,
+        };
+        let http = Http::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.try_get("http://127.0.0.1:6060/health").is_err() {
+            assert!(Instant::now() < deadline, "the stack did not come up");
+            assert!(
+                launcher.child.try_wait().unwrap().is_none(),
+                "the launcher exited during start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        launcher.services = procfs::children_of(launcher.child.id());
+        assert_eq!(launcher.services.len(), 3, "the launcher's children");
+        Some(launcher)
+    }
+
+    fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status();
+    }
+
+    /// Asserts that every service the launcher started has stopped.
+    fn assert_services_gone(&self, after: &str) {
+        for &pid in &self.services {
+            assert!(
+                procfs::gone_within(pid, Duration::from_secs(15)),
+                "service {pid} still runs after {after}"
+            );
+        }
     }
 }
 
 impl Drop for Launcher {
     fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.interrupt();
-            if exit_within(&mut self.0, Duration::from_secs(15)).is_none() {
-                let _ = self.0.kill();
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal("INT");
+            if exit_within(&mut self.child, Duration::from_secs(15)).is_none() {
+                let _ = self.child.kill();
+            }
+        }
+        // Left over after a failure: gone before the next test looks at the ports.
+        for &pid in &self.services {
+            if procfs::alive(pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                procfs::gone_within(pid, Duration::from_secs(5));
             }
         }
     }
 }
 
 /// The README's first command: `toystore` alone starts the stack on the default ports,
-/// sharing one data directory, and Ctrl-C stops it all.
+/// sharing one data directory, and Ctrl-C stops it all. Its services share an internal
+/// token: a call to an internal route without it is refused.
 #[test]
 fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
-    if skip("the_launcher_starts_the_stack_and_ctrl_c_stops_it") {
+    let Some(mut launcher) = Launcher::start("the_launcher_starts_the_stack_and_ctrl_c_stops_it")
+    else {
         return;
-    }
-    let ports = [6060, 10086, 10010];
-    if ports
-        .iter()
-        .any(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
-    {
-        common::skip(
-            "the_launcher_starts_the_stack_and_ctrl_c_stops_it: skipped: a default port is in use",
-        );
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut launcher = Launcher(
-        Command::new(env!("CARGO_BIN_EXE_toystore"))
-            .current_dir(dir.path())
-            .env_remove("DATA_DIR")
-            .env_remove("LISTEN")
-            .env("ACCESS_LOG", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the launcher"),
-    );
+    };
     let http = Http::default();
     let front = "http://127.0.0.1:6060";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.try_get(&format!("{front}/health")).is_err() {
-        assert!(Instant::now() < deadline, "the stack did not come up");
-        assert!(
-            launcher.0.try_wait().unwrap().is_none(),
-            "the launcher exited during start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let r = http.post(&format!("{front}/orders"), r#"{"name":"Tux","quantity":1}"#);
     assert_eq!(common::order_number(&r), 0, "{r:?}");
+    let r = http.get(&format!("{front}/products/Tux"));
+    assert_eq!(r.ok()["quantity"], 79, "{r:?}");
+    // Issue 11, finding 9: the launcher's stack sets an internal token.
+    http.post(
+        "http://127.0.0.1:10086/buy",
+        r#"{"buy_id":900,"name":"Tux","quantity":5}"#,
+    )
+    .err(401, None);
+    http.get("http://127.0.0.1:10010/orders/0").err(401, None);
     let r = http.get(&format!("{front}/products/Tux"));
     assert_eq!(r.ok()["quantity"], 79, "{r:?}");
     // Both services keep their files in the one default directory.
     for file in ["catalog.journal", "orders.log"] {
         assert!(
-            dir.path().join("data").join(file).exists(),
+            launcher.dir.path().join("data").join(file).exists(),
             "no data/{file}"
         );
     }
-    launcher.interrupt();
-    let status = exit_within(&mut launcher.0, Duration::from_secs(20))
+    launcher.signal("INT");
+    let status = exit_within(&mut launcher.child, Duration::from_secs(20))
         .expect("the launcher did not stop on SIGINT");
     assert!(status.success(), "the launcher exited with {status}");
-    for port in ports {
+    for port in LAUNCHER_PORTS {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still answers after the launcher stopped"
         );
     }
+}
+
+/// Issue 11, finding 10: a closed terminal (SIGHUP) left the services running, in
+/// process groups of their own, after the launcher died of it.
+#[test]
+fn sighup_to_the_launcher_stops_every_service() {
+    let Some(mut launcher) = Launcher::start("sighup_to_the_launcher_stops_every_service") else {
+        return;
+    };
+    launcher.signal("HUP");
+    let status = exit_within(&mut launcher.child, Duration::from_secs(20))
+        .expect("the launcher did not stop on SIGHUP");
+    assert!(status.success(), "the launcher exited with {status}");
+    launcher.assert_services_gone("SIGHUP to the launcher");
+}
+
+/// Issue 11, finding 10: services must not outlive a launcher that could not stop them.
+#[test]
+fn services_stop_when_the_launcher_is_killed() {
+    let Some(mut launcher) = Launcher::start("services_stop_when_the_launcher_is_killed") else {
+        return;
+    };
+    launcher.child.kill().unwrap();
+    launcher.child.wait().unwrap();
+    launcher.assert_services_gone("SIGKILL of the launcher");
 }

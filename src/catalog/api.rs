@@ -2,7 +2,7 @@
 
 use super::store::{Catalog, CatalogError, Product};
 use crate::batch;
-use crate::http::auth::require_bearer;
+use crate::http::auth::Access;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{
     positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ErrorBody, Item, ListQuery,
@@ -17,7 +17,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::OutOfStock => ApiError::new(409, "out of stock"),
             CatalogError::Voided => ApiError::new(409, "buy was voided"),
             CatalogError::Storage(e) => {
-                eprintln!("catalog: storage failure: {e}");
+                crate::logging::warn(format!("catalog: storage failure: {e}"));
                 storage_unavailable()
             }
         }
@@ -56,7 +56,8 @@ fn item<T>(result: Result<T, ApiError>) -> Item<T> {
     Item::new(result.map_err(ErrorBody::from))
 }
 
-/// The catalog's routes over `catalog`; `admin_token` guards updates.
+/// The catalog's routes over `catalog`: `/health` is public, updates are for an admin
+/// with `admin_token` (or a service), everything else for the other services only.
 pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
     let (c1, c2, c3, c4, c5, c6, c7, c8) = (
         catalog.clone(),
@@ -69,7 +70,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
         catalog,
     );
     Router::new()
-        .route("GET", "/health", move |_, _| {
+        .route_for(Access::Public, "GET", "/health", move |_, _| {
             // 503 while changes cannot be made durable; the probe notices when they can.
             if !c1.writable() {
                 return Err(storage_unavailable());
@@ -85,8 +86,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             let product = c3.get(params.get(0)).ok_or(CatalogError::UnknownProduct)?;
             Ok(Response::data(&view(&product)))
         })
-        .route("PUT", "/products/{name}", move |request: &Request, params| {
-            require_bearer(request, admin_token.as_deref())?;
+        .route_for(Access::AdminOrService(admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
             Ok(Response::data(&view(&c4.update(params.get(0), update)?)))
         })

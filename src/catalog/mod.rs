@@ -33,11 +33,12 @@ pub fn spawn_restocker(
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(period)
             {
                 match catalog.restock(level, period) {
-                    Ok(names) if !names.is_empty() => {
-                        println!("catalog: restocked {} to {level}", names.join(", "))
-                    }
+                    Ok(names) if !names.is_empty() => crate::logging::info(format!(
+                        "catalog: restocked {} to {level}",
+                        names.join(", ")
+                    )),
                     Ok(_) => {}
-                    Err(e) => eprintln!("catalog: restock failed: {e}"),
+                    Err(e) => crate::logging::warn(format!("catalog: restock failed: {e}")),
                 }
             }
         });

@@ -764,7 +764,9 @@ impl Catalog {
                     .store(self.snapshot_every, Ordering::Relaxed);
             }
             Err(e) => {
-                eprintln!("catalog: snapshot failed, keeping the journal: {e}");
+                crate::logging::warn(format!(
+                    "catalog: snapshot failed, keeping the journal: {e}"
+                ));
                 self.snapshot_due.store(
                     self.journal.records() + self.snapshot_every,
                     Ordering::Relaxed,

@@ -3,7 +3,7 @@
 //! their answers through; a backend that is down or slow becomes 503/504.
 
 use crate::batch::{self, Batcher};
-use crate::http::auth::require_bearer;
+use crate::http::auth::Access;
 use crate::http::backend::{Backend, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
 use crate::order::placement;
@@ -111,6 +111,7 @@ fn buy(buys: &Gathered<Placement>, request: &Request, buy: BuyRequest) -> Handle
 pub fn router(frontend: Arc<Frontend>) -> Router {
     let f = |f: &Arc<Frontend>| Arc::clone(f);
     let (health, list, put, lookup) = (f(&frontend), f(&frontend), f(&frontend), f(&frontend));
+    let frontend_admin_token = frontend.admin_token.clone();
     let queries: Gathered<String> = {
         let frontend = f(&frontend);
         Batcher::new(
@@ -128,40 +129,41 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
     ));
     let lab_buys = Arc::clone(&buys);
     Router::new()
-        .route("GET", "/health", move |_, _| {
+        .route_for(Access::Public, "GET", "/health", move |_, _| {
             let state = |b: &Backend| if b.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&health.catalog), "order": state(&health.order)});
             Ok(Response::data(&body))
         })
-        .route("GET", "/products", move |request: &Request, _| {
+        .route_for(Access::Public, "GET", "/products", move |request: &Request, _| {
             let query = ListQuery::from_pairs(&request.query_pairs()?).map_err(ApiError::bad_request)?;
             let path = format!("/products?{}", query.to_query_string());
             Ok(relay(list.catalog.get(&path, &request.request_id)?))
         })
-        .route("GET", "/products/{name}", move |request: &Request, params| {
+        .route_for(Access::Public, "GET", "/products/{name}", move |request: &Request, params| {
             let name = params.get(0).to_string();
             let bytes = name.len() + 16;
             queries.submit((name, request.request_id.clone()), bytes)
         })
-        .route("PUT", "/products/{name}", move |request: &Request, params| {
-            require_bearer(request, put.admin_token.as_deref())?;
+        .route_for(Access::Admin(frontend_admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
             let body = serde_json::to_vec(&update).unwrap_or_default();
+            // The catalog checks the admin token again only where there is no internal
+            // token: with one, the backend sends it in place of this header.
             let authorization = request.header("authorization").unwrap_or_default();
             let headers = [("X-Request-Id", request.request_id.as_str()), ("Authorization", authorization)];
             let path = format!("/products/{}", encode(params.get(0)));
             // Setting a value twice is harmless, so the update may be retried.
             Ok(relay(put.catalog.send_json("PUT", &path, &body, &headers, true)?))
         })
-        .route("POST", "/orders", move |request: &Request, _| {
+        .route_for(Access::Public, "POST", "/orders", move |request: &Request, _| {
             let order = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
             buy(&buys, request, order)
         })
-        .route("POST", "/{name}/{quantity}", move |request: &Request, params| {
+        .route_for(Access::Public, "POST", "/{name}/{quantity}", move |request: &Request, params| {
             let quantity = quantity_from_text(params.get(1)).map_err(ApiError::bad_request)?;
             buy(&lab_buys, request, BuyRequest { name: params.get(0).to_string(), quantity })
         })
-        .route("GET", "/orders/{number}", move |request: &Request, params| {
+        .route_for(Access::Public, "GET", "/orders/{number}", move |request: &Request, params| {
             let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;
             Ok(relay(lookup.order.get(&format!("/orders/{number}"), &request.request_id)?))
         })

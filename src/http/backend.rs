@@ -33,6 +33,8 @@ pub struct Backend {
     /// Caps the calls in flight to this peer, so that a peer that stops answering
     /// holds at most that many of our workers and the other peer's routes keep theirs.
     bulkhead: Bulkhead,
+    /// `Bearer <internal token>`, sent on every call when the stack has a token.
+    authorization: Option<String>,
 }
 
 /// How long a call waits for a free slot when the peer's cap is reached. A healthy
@@ -164,7 +166,18 @@ impl Backend {
                 state: Mutex::new((0, 0)),
                 freed: Condvar::new(),
             },
+            authorization: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer <token>` on every call (the peer's internal routes
+    /// require it), in place of any `Authorization` a caller passes on. `None` or empty:
+    /// calls carry only what the caller passes.
+    pub fn with_internal_token(mut self, token: Option<&str>) -> Self {
+        self.authorization = token
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("Bearer {t}"));
+        self
     }
 
     /// Whether the peer answered its last call or probe.
@@ -308,11 +321,11 @@ impl Backend {
         left: Option<Duration>,
     ) -> Result<Reply, BackendError> {
         let result = match (method, body) {
-            ("GET", _) => within(headers_on(self.agent.get(url), headers), left).call(),
-            ("PUT", Some(body)) => within(headers_on(self.agent.put(url), headers), left)
+            ("GET", _) => within(self.headers_on(self.agent.get(url), headers), left).call(),
+            ("PUT", Some(body)) => within(self.headers_on(self.agent.put(url), headers), left)
                 .header("Content-Type", "application/json")
                 .send(body),
-            (_, body) => within(headers_on(self.agent.post(url), headers), left)
+            (_, body) => within(self.headers_on(self.agent.post(url), headers), left)
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or_default()),
         };
@@ -323,6 +336,24 @@ impl Backend {
             .read_to_vec()
             .map_err(|e| self.classify(e))?;
         Ok(Reply { status, body })
+    }
+
+    /// `request` with `headers` added, and the internal token in place of theirs.
+    fn headers_on<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        headers: &[(&str, &str)],
+    ) -> ureq::RequestBuilder<B> {
+        let theirs = headers.iter().filter(|(name, _)| {
+            self.authorization.is_none() || !name.eq_ignore_ascii_case("authorization")
+        });
+        let ours = self.authorization.as_deref().map(|a| ("Authorization", a));
+        theirs
+            .copied()
+            .chain(ours)
+            .fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
     }
 
     fn classify(&self, error: ureq::Error) -> BackendError {
@@ -345,16 +376,6 @@ impl Backend {
             _ => BackendError::Unavailable(self.name),
         }
     }
-}
-
-/// `request` with `headers` added.
-fn headers_on<B>(
-    request: ureq::RequestBuilder<B>,
-    headers: &[(&str, &str)],
-) -> ureq::RequestBuilder<B> {
-    headers.iter().fold(request, |request, (name, value)| {
-        request.header(*name, *value)
-    })
 }
 
 /// `request` waiting at most `left` for its reply, when given (a retry), instead of the

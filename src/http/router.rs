@@ -1,5 +1,7 @@
-//! A small router: method + path pattern (`/products/{name}`) → handler.
+//! A small router: method + path pattern (`/products/{name}`) → handler, and who may
+//! call it ([`Access`]).
 
+use super::auth::{self, Access};
 use super::error::ApiError;
 use super::request::{decode_component, Request};
 use super::response::Response;
@@ -27,6 +29,8 @@ enum Segment {
 }
 
 struct Route {
+    /// Who may call it, checked before the handler runs.
+    access: Access,
     method: &'static str,
     pattern: &'static str,
     segments: Vec<Segment>,
@@ -59,9 +63,15 @@ impl Route {
 /// When several patterns match a path, the one with the most literal segments wins, so
 /// `POST /products/Tux` is a 405 on `/products/{name}` rather than the lab's buy form
 /// `/{name}/{quantity}`.
+///
+/// A route is internal unless it says otherwise ([`Router::route_for`]), so a new route
+/// is for services only by default, and the one check of the internal token is here,
+/// before any handler runs.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// The token internal routes require; `None`: they are open.
+    internal_token: Option<String>,
 }
 
 /// What dispatching a request produced: the response and the pattern that matched
@@ -79,9 +89,28 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a route. `pattern` is `/`-separated; `{anything}` captures one segment.
+    /// Requires `token` on every internal and admin route (`None`: internal routes are
+    /// open, admin routes need the admin token).
+    pub fn internal_token(mut self, token: Option<String>) -> Self {
+        self.internal_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Adds a route only the other services call. `pattern` is `/`-separated;
+    /// `{anything}` captures one segment.
     pub fn route(
+        self,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.route_for(Access::Internal, method, pattern, handler)
+    }
+
+    /// Adds a route that `access` says who may call.
+    pub fn route_for(
         mut self,
+        access: Access,
         method: &'static str,
         pattern: &'static str,
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
@@ -98,6 +127,7 @@ impl Router {
             })
             .collect();
         self.routes.push(Route {
+            access,
             method,
             pattern,
             segments,
@@ -157,6 +187,16 @@ impl Router {
                 response,
             };
         };
+        if let Err(error) = auth::check(&route.access, request, self.internal_token.as_deref()) {
+            let mut response = Response::from(error);
+            if response.status == 401 {
+                response = response.with_header("WWW-Authenticate", "Bearer");
+            }
+            return Routed {
+                route: route.pattern,
+                response,
+            };
+        }
         let params = Params(
             route
                 .segments
@@ -263,5 +303,80 @@ mod tests {
             routed.response.headers,
             vec![("Allow", "GET, PUT, HEAD".to_string())]
         );
+    }
+
+    #[test]
+    fn routes_are_internal_unless_marked_public() {
+        let ok = |_: &Request, _: &Params| Ok(Response::data(&"ok"));
+        let router = Router::new()
+            .route_for(Access::Public, "GET", "/health", ok)
+            .route("POST", "/buy", ok)
+            .internal_token(Some("svc".into()));
+        let with = |method: &str, target: &str, authorization: Option<&str>| {
+            let routed = router.dispatch(&with_authorization(method, target, authorization));
+            (routed.response.status, routed.response.headers)
+        };
+        assert_eq!(with("GET", "/health", None).0, 200);
+        assert_eq!(
+            with("POST", "/buy", None),
+            (401, vec![("WWW-Authenticate", "Bearer".to_string())])
+        );
+        assert_eq!(with("POST", "/buy", Some("Bearer nope")).0, 403);
+        assert_eq!(with("POST", "/buy", Some("Bearer svc")).0, 200);
+    }
+
+    fn with_authorization(method: &str, target: &str, authorization: Option<&str>) -> Request {
+        let mut request = request(method, target);
+        if let Some(value) = authorization {
+            request
+                .head
+                .headers
+                .push(("authorization".into(), value.into()));
+        }
+        request
+    }
+
+    #[test]
+    fn access_table() {
+        let admin = Access::AdminOrService(Some("adm".into()));
+        let no_admin = Access::AdminOrService(None);
+        let admin_only = Access::Admin(Some("adm".into()));
+        // (access, internal token configured, Authorization sent, status or 0 for a pass)
+        let cases: &[(&Access, Option<&str>, Option<&str>, u16)] = &[
+            (&Access::Public, Some("svc"), None, 0),
+            (&Access::Internal, None, None, 0),
+            (&Access::Internal, Some(""), None, 0),
+            (&Access::Internal, Some("svc"), None, 401),
+            (&Access::Internal, Some("svc"), Some("Bearer svc"), 0),
+            (&Access::Internal, Some("svc"), Some("bearer svc"), 0),
+            (&Access::Internal, Some("svc"), Some("Bearer sv"), 403),
+            (&Access::Internal, Some("svc"), Some("Bearer svd"), 403),
+            (&Access::Internal, Some("svc"), Some("Basic svc"), 403),
+            (&admin, None, None, 401),
+            (&admin, None, Some("Bearer adm"), 0),
+            (&admin, None, Some("Bearer svc"), 403),
+            (&admin, Some("svc"), Some("Bearer svc"), 0),
+            (&admin, Some("svc"), Some("Bearer adm"), 0),
+            (&admin, Some("svc"), Some("Bearer nope"), 403),
+            (&no_admin, None, Some("Bearer adm"), 403),
+            (&no_admin, Some("svc"), Some("Bearer svc"), 0),
+            (&no_admin, Some("svc"), Some("Bearer adm"), 403),
+            (&admin_only, Some("svc"), Some("Bearer adm"), 0),
+            (&admin_only, Some("svc"), Some("Bearer svc"), 403),
+            (&admin_only, Some("svc"), None, 401),
+            (&Access::Admin(None), Some("svc"), Some("Bearer svc"), 403),
+        ];
+        for (access, internal, authorization, status) in cases {
+            let result = auth::check(
+                access,
+                &with_authorization("PUT", "/x", *authorization),
+                *internal,
+            );
+            assert_eq!(
+                result.map_err(|e| e.status).err().unwrap_or(0),
+                *status,
+                "{access:?} internal {internal:?} given {authorization:?}"
+            );
+        }
     }
 }

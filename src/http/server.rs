@@ -15,6 +15,7 @@ use super::metrics::{Metrics, Sampled};
 use super::request::Request;
 use super::response::Response;
 use super::router::{Routed, Router};
+use crate::logging;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -51,7 +52,8 @@ pub(crate) struct Shared {
     /// A receiver kept only to read the queue length.
     jobs: Receiver<Conn>,
     parked: AtomicUsize,
-    access_log: Option<Sender<String>>,
+    /// Whether each answered request gets an access-log line.
+    access_log: bool,
     request_ids: AtomicU64,
     id_prefix: u32,
 }
@@ -100,7 +102,8 @@ impl Shared {
                 queued: self.queued(),
                 parked: self.parked.load(Ordering::Relaxed),
             };
-            let extra = self.metrics_extra.as_ref().map(|f| f()).unwrap_or_default();
+            let mut extra = self.metrics_extra.as_ref().map(|f| f()).unwrap_or_default();
+            extra.push_str(&format!("# HELP toystore_log_lines_dropped_total Log lines dropped because the output did not keep up.\n# TYPE toystore_log_lines_dropped_total counter\ntoystore_log_lines_dropped_total {}\n", logging::dropped()));
             let body = self.metrics.render(self.name, sampled, &extra);
             return Routed {
                 route: "/metrics",
@@ -121,18 +124,18 @@ impl Shared {
     ) {
         self.metrics
             .record(route, request.method(), status, elapsed);
-        if let Some(log) = &self.access_log {
-            let line = format!(
-                "{} {} {} {} {} {}B {:.3}ms\n",
+        if self.access_log {
+            // Everything a client chose is escaped: it must not forge or garble a line.
+            logging::info(format!(
+                "{} {} {} {} {} {}B {:.3}ms",
                 self.name,
-                request.request_id,
-                request.method(),
-                request.head.target,
+                logging::escape(&request.request_id),
+                logging::escape(request.method()),
+                logging::escape(&request.head.target),
                 status,
                 bytes,
                 elapsed.as_secs_f64() * 1000.0
-            );
-            let _ = log.send(line);
+            ));
         }
     }
 }
@@ -236,7 +239,6 @@ impl Server {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Conn>(limits.max_connections + 1);
         let (park_tx, park_rx) = crossbeam_channel::unbounded::<Conn>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
-        let access_log = options.access_log.then(spawn_access_log);
         let shared = Arc::new(Shared {
             name: options.name,
             router,
@@ -245,7 +247,7 @@ impl Server {
             shutdown: Arc::clone(&handle.flag),
             jobs: job_rx.clone(),
             parked: AtomicUsize::new(0),
-            access_log,
+            access_log: options.access_log,
             request_ids: AtomicU64::new(0),
             id_prefix: fastrand::u32(..),
             limits,
@@ -448,24 +450,4 @@ fn refuse(mut stream: TcpStream, error: ApiError) {
     Response::from(error).encode(&mut out, false, false, "");
     let _ = stream.set_nonblocking(true);
     let _ = stream.write_all(&out);
-}
-
-/// A thread that writes access-log lines to stdout in batches, so that workers never
-/// wait on the terminal or a pipe.
-fn spawn_access_log() -> Sender<String> {
-    let (tx, rx) = crossbeam_channel::bounded::<String>(64 * 1024);
-    let _ = thread::Builder::new()
-        .name("access-log".into())
-        .spawn(move || {
-            let stdout = io::stdout();
-            for line in rx.iter() {
-                let mut out = stdout.lock();
-                let _ = out.write_all(line.as_bytes());
-                for line in rx.try_iter().take(1024) {
-                    let _ = out.write_all(line.as_bytes());
-                }
-                let _ = out.flush();
-            }
-        });
-    tx
 }

@@ -13,6 +13,7 @@ pub use log::OrderLog;
 pub use service::OrderService;
 
 use crate::batch::{self, Batcher};
+use crate::http::auth::Access;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::wire::{BuyRequest, ErrorBody, Item, OrderPlaced, Placement, Placements};
 use std::fmt::Write;
@@ -27,7 +28,7 @@ type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
 /// the next is gathered and started.
 const FLIGHTS: usize = 2;
 
-/// The order service's routes. Concurrent `POST /orders` requests are placed together
+/// The order service's routes, all but `/health` for the other services only. Concurrent `POST /orders` requests are placed together
 /// (one intent fsync, one catalog call, one commit fsync for all; see [`crate::batch`]);
 /// `POST /orders/batch` is the same for a batch the front-end already gathered.
 pub fn router(service: Arc<OrderService>) -> Router {
@@ -42,7 +43,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
         }),
     );
     Router::new()
-        .route("GET", "/health", move |_, _| {
+        .route_for(Access::Public, "GET", "/health", move |_, _| {
             let catalog = if s1.catalog.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": s1.log.count(), "unresolved": s1.log.unresolved().len()});
             Ok(Response::data(&body))
@@ -117,7 +118,7 @@ pub fn spawn_resolver(
             if service.catalog.probe() && !service.log.unresolved().is_empty() {
                 let remaining = service.resolve_open();
                 if remaining > 0 {
-                    eprintln!("order: {remaining} buys still unresolved");
+                    crate::logging::warn(format!("order: {remaining} buys still unresolved"));
                 }
             }
             if !matches!(

@@ -151,7 +151,9 @@ impl OrderService {
             match self.resolve(buy_id) {
                 Some(BuyState::Applied) => {
                     if let Ok(Some(number)) = self.log.commit(buy_id) {
-                        println!("order: recovered buy {buy_id} as order {number}");
+                        crate::logging::info(format!(
+                            "order: recovered buy {buy_id} as order {number}"
+                        ));
                     }
                 }
                 Some(BuyState::Voided) => self.log.abort(buy_id, None),
@@ -164,6 +166,6 @@ impl OrderService {
 
 /// A failed read or write of the order files: said on stderr, a 500 to the client.
 pub(crate) fn storage_failure(error: std::io::Error) -> ApiError {
-    eprintln!("order: storage failure: {error}");
+    crate::logging::warn(format!("order: storage failure: {error}"));
     ApiError::new(500, "storage failure")
 }

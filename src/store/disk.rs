@@ -22,7 +22,8 @@ pub trait Disk: Send + Sync {
     /// that a supervisor restarts the service, which then finds the file as it is on
     /// disk and answers nothing it could not keep.
     fn unrecoverable(&self, message: &str) -> ! {
-        eprintln!("{message}; exiting");
+        crate::logging::warn(format!("{message}; exiting"));
+        crate::logging::flush(std::time::Duration::from_millis(500));
         std::process::exit(1)
     }
 }

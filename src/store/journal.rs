@@ -275,11 +275,11 @@ impl Journal {
             replay,
         )?;
         if recovered.truncated_bytes > 0 {
-            eprintln!(
+            crate::logging::warn(format!(
                 "{}: cut a torn record ({} bytes) off the end",
                 path.display(),
                 recovered.truncated_bytes
-            );
+            ));
         }
         Ok(journal)
     }

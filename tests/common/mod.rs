@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod procfs;
+
 /// The admin token the harness gives the services it spawns.
 pub const TEST_TOKEN: &str = "test-admin-token-5f1c";
 
