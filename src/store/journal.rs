@@ -13,6 +13,10 @@
 //! - A line that is a bare JSON record (a journal from before checksums) is refused too:
 //!   this version reads no record it cannot check.
 //!
+//! A kill can only leave a prefix of a write, so its tail is never a complete framed
+//! line with a bad checksum; such a line is refused even at the end, for an operator to
+//! look at, rather than guessed to be torn.
+//!
 //! **Group commit.** A writer appends a record under its own service's lock (so the
 //! journal's order is the order of the changes), releases that lock, and then waits
 //! until the record is on disk. The first waiter to find nobody flushing becomes the
