@@ -20,6 +20,7 @@
 //! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
 //! - [`launcher`]: `cargo run --release` starts the three services as processes.
 //! - [`cli`]: the command-line flags of every binary.
+//! - [`failpoint`]: named faults between the steps of the buy protocol, for tests.
 //! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod batch;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod failpoint;
 pub mod frontend;
 pub mod http;
 pub mod launcher;

@@ -308,7 +308,10 @@ impl Catalog {
             let outcomes: Vec<_> = buys.iter().map(|buy| self.take(&mut table, buy)).collect();
             (outcomes, self.journal.tail())
         };
-        match self.wait(ticket) {
+        crate::failpoint::crash(crate::failpoint::Point::CatalogBuyJournaled);
+        let durable = self.wait(ticket);
+        crate::failpoint::crash(crate::failpoint::Point::CatalogBuyDurable);
+        match durable {
             Ok(()) => outcomes,
             Err(error) => {
                 let message = error.to_string();
@@ -369,7 +372,9 @@ impl Catalog {
                 }
             }
         };
+        crate::failpoint::crash(crate::failpoint::Point::CatalogResolveJournaled);
         self.wait(ticket)?;
+        crate::failpoint::crash(crate::failpoint::Point::CatalogResolveDurable);
         Ok(state)
     }
 
