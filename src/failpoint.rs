@@ -122,7 +122,11 @@ pub fn crash(point: Point) {
 /// Marks a step before a record is appended: `Err` when an `error` is armed here (the
 /// caller then behaves as if the append had failed); an armed `exit` ends the process.
 pub fn fail(point: Point) -> io::Result<()> {
-    debug_assert!(point.fallible(), "{} cannot fail: use `crash`", point.name());
+    debug_assert!(
+        point.fallible(),
+        "{} cannot fail: use `crash`",
+        point.name()
+    );
     fire(point)
 }
 
@@ -136,7 +140,8 @@ fn fire(point: Point) -> io::Result<()> {
     let counted = armed
         .left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-            left.checked_sub(1).map(|l| if left == u64::MAX { left } else { l })
+            left.checked_sub(1)
+                .map(|l| if left == u64::MAX { left } else { l })
         })
         .is_ok();
     if !counted {
@@ -169,7 +174,11 @@ fn from_env() -> Option<HashMap<Point, Armed>> {
 /// Parses `name=[N*]action;...` (`,` separates too).
 fn parse(spec: &str) -> Result<HashMap<Point, Armed>, String> {
     let mut armed = HashMap::new();
-    for item in spec.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
+    for item in spec
+        .split([';', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let (name, action) = item
             .split_once('=')
             .ok_or_else(|| format!("{item:?}: expected name=action"))?;
@@ -224,8 +233,14 @@ mod tests {
     fn counts_and_errors() {
         let armed = parse(" order.before_commit=2*error ; order.after_catalog=exit").unwrap();
         assert_eq!(armed[&Point::OrderBeforeCommit].action, Action::Error);
-        assert_eq!(armed[&Point::OrderBeforeCommit].left.load(Ordering::SeqCst), 2);
-        assert_eq!(armed[&Point::OrderAfterCatalog].left.load(Ordering::SeqCst), u64::MAX);
+        assert_eq!(
+            armed[&Point::OrderBeforeCommit].left.load(Ordering::SeqCst),
+            2
+        );
+        assert_eq!(
+            armed[&Point::OrderAfterCatalog].left.load(Ordering::SeqCst),
+            u64::MAX
+        );
         for bad in [
             "nope=exit",
             "order.after_catalog=error",
