@@ -208,13 +208,7 @@ impl State {
                 if let Some(key) = &key {
                     self.remember_key(key.clone(), fingerprint(&name, qty));
                 }
-                let intent = Intent {
-                    name: Arc::from(name),
-                    qty,
-                    key,
-                    in_flight: false,
-                };
-                self.open.insert(buy, intent);
+                self.open_intent(buy, &name, qty, key, false);
                 self.next_buy = self.next_buy.max(buy + 1);
             }
             Record::Commit {
@@ -231,6 +225,26 @@ impl State {
                 self.finish(buy, refusal.map(Outcome::Refused));
             }
         }
+    }
+
+    fn open_intent(
+        &mut self,
+        buy: u64,
+        name: &str,
+        qty: u64,
+        key: Option<String>,
+        in_flight: bool,
+    ) {
+        // Not interned: a name only becomes a shared copy once an order for it commits,
+        // so that names of products that do not exist are not kept forever.
+        let name = Arc::from(name);
+        let intent = Intent {
+            name,
+            qty,
+            key,
+            in_flight,
+        };
+        self.open.insert(buy, intent);
     }
 
     /// Hands open buys back to the resolver (their outcome is not durable).
@@ -315,15 +329,7 @@ impl OrderLog {
             qty,
             key: key.clone(),
         });
-        // Not interned: a name only becomes a shared copy once an order for it commits,
-        // so that names of products that do not exist are not kept forever.
-        let intent = Intent {
-            name: Arc::from(name),
-            qty,
-            key,
-            in_flight: true,
-        };
-        state.open.insert(buy, intent);
+        state.open_intent(buy, name, qty, key, true);
         Begin::Started(buy, ticket)
     }
 
