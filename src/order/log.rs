@@ -347,6 +347,8 @@ impl OrderLog {
         for &buy in buys {
             state.finish(buy, None);
         }
+        // The `reserve` before them may be lost too: the next intent reserves afresh.
+        state.reserved_below = state.next_buy;
     }
 
     /// The catalog applied `buys`: each takes the next order number, durably, and is
@@ -421,6 +423,9 @@ impl OrderLog {
     /// its key gets it again) or none (voided: a retry starts afresh). On `Err` the
     /// buys stay open, for the resolver.
     pub fn abort_many(&self, buys: &[(u64, Option<Refusal>)]) -> io::Result<()> {
+        if buys.is_empty() {
+            return Ok(());
+        }
         let ticket = {
             let mut state = self.state.lock();
             if let Err(e) = failpoint::fail(Point::OrderBeforeAbort) {

@@ -113,11 +113,9 @@ impl OrderService {
                 }
             }
         }
-        if !aborted.is_empty() {
-            if let Err(e) = self.log.abort_many(&aborted) {
-                // The refusals stand (nothing was bought); the resolver settles the buys.
-                storage_failure(e);
-            }
+        if let Err(e) = self.log.abort_many(&aborted) {
+            // The refusals stand (nothing was bought); the resolver settles the buys.
+            storage_failure(e);
         }
         if applied.is_empty() {
             return results;
@@ -160,16 +158,16 @@ impl OrderService {
     /// Aborts every open buy no handler is working on. Returns how many remain.
     pub fn resolve_open(&self) -> usize {
         let open = self.log.unresolved();
-        let mut remaining = 0;
-        for buy_id in open {
-            if !self.resolve(buy_id) {
-                remaining += 1;
-            } else if let Err(e) = self.log.abort_many(&[(buy_id, None)]) {
-                storage_failure(e);
-                remaining += 1;
-            }
+        let resolved: Vec<(u64, Option<Refusal>)> = open
+            .iter()
+            .take_while(|&&buy_id| self.resolve(buy_id))
+            .map(|&buy_id| (buy_id, None))
+            .collect();
+        if let Err(e) = self.log.abort_many(&resolved) {
+            storage_failure(e);
+            return open.len();
         }
-        remaining
+        open.len() - resolved.len()
     }
 }
 
