@@ -22,6 +22,7 @@
 //! - [`cli`]: the command-line flags of every binary.
 //! - [`logging`]: every line the services write, queued so that a dead or stalled output
 //!   never panics or blocks a service.
+//! - [`failpoint`]: named faults between the steps of the buy protocol, for tests.
 //! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod batch;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod failpoint;
 pub mod frontend;
 pub mod http;
 pub mod launcher;

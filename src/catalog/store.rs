@@ -545,7 +545,10 @@ impl Catalog {
             let mut table = self.table.write();
             buys.iter().map(|buy| self.take(&mut table, buy)).collect()
         };
-        self.finish(steps)
+        crate::failpoint::crash(crate::failpoint::Point::CatalogBuyJournaled);
+        let done = self.finish(steps);
+        crate::failpoint::crash(crate::failpoint::Point::CatalogBuyDurable);
+        done
     }
 
     /// Checks one buy against the durable state and the pending records, and journals it.
@@ -629,7 +632,10 @@ impl Catalog {
                 outcome: Ok(()),
             };
         };
-        self.finish(vec![step])
+        crate::failpoint::crash(crate::failpoint::Point::CatalogResolveJournaled);
+        let mut done = self.finish(vec![step]);
+        crate::failpoint::crash(crate::failpoint::Point::CatalogResolveDurable);
+        done
             .pop()
             .unwrap_or(Ok(()))
             .map(|()| BuyState::Voided)

@@ -44,6 +44,9 @@ pub fn router(service: Arc<OrderService>) -> Router {
     );
     Router::new()
         .route_for(Access::Public, "GET", "/health", move |_, _| {
+            if !s1.log.writable() {
+                return Err(ApiError::new(503, "storage unavailable"));
+            }
             let catalog = if s1.catalog.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": s1.log.count(), "unresolved": s1.log.unresolved().len()});
             Ok(Response::data(&body))
@@ -51,6 +54,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
         .route("POST", "/orders", move |request: &Request, _| {
             let buy = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
             let order = placement(request, buy)?;
+            check_placement(&order)?;
             let bytes = order.batch_bytes();
             let number = placer.submit((order, request.request_id.clone()), bytes)?;
             Ok(Response::data(&OrderPlaced { order_number: number }))
@@ -65,15 +69,41 @@ pub fn router(service: Arc<OrderService>) -> Router {
             Ok(Response::data(&items))
         })
         .route("GET", "/orders/{number}", move |_, params| {
-            let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;
+            let number = order_number(params.get(0))?;
             let order = s3.log.get(number).map_err(service::storage_failure)?;
             order.map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
         })
 }
 
-/// What `POST /orders` checks of its body and key, for an order inside a batch.
+/// An order number in a path: plain ASCII digits only (no sign, no spaces).
+fn order_number(text: &str) -> Result<u64, ApiError> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid order number: must be a non-negative integer")
+        })
+}
+
+/// The longest product name the order service will log. The catalog's names come from
+/// its seed, one whitespace-free token a line; this bound keeps every intent record
+/// small (with the 255-byte key, under 1 KiB).
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Whether the catalog could ever hold a product of this name. One it could not is
+/// refused as unknown before anything is logged, so that requests for such names cannot
+/// grow the order log; other unknown names cost one bounded intent and its abort.
+fn could_be_a_product(name: &str) -> bool {
+    name.len() <= MAX_NAME_BYTES && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// What `POST /orders` checks of its body and key, also for each order of a batch.
 fn check_placement(order: &Placement) -> Result<(), ApiError> {
     order.check().map_err(ApiError::bad_request)?;
+    if !could_be_a_product(&order.name) {
+        return Err(ApiError::not_found("product not found"));
+    }
     order
         .key
         .as_deref()
@@ -105,8 +135,8 @@ fn valid_key(key: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// Watches the catalog and settles open buys whenever it answers; stops when `stop`
-/// is sent to or dropped.
+/// Watches the catalog and aborts open buys whenever it answers; stops when `stop` is
+/// sent to or dropped.
 pub fn spawn_resolver(
     service: Arc<OrderService>,
     every: Duration,

@@ -17,6 +17,8 @@
 //! never against the implementation: only HTTP, the command line and stdout.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
