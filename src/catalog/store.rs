@@ -635,10 +635,7 @@ impl Catalog {
         crate::failpoint::crash(crate::failpoint::Point::CatalogResolveJournaled);
         let mut done = self.finish(vec![step]);
         crate::failpoint::crash(crate::failpoint::Point::CatalogResolveDurable);
-        done
-            .pop()
-            .unwrap_or(Ok(()))
-            .map(|()| BuyState::Voided)
+        done.pop().unwrap_or(Ok(())).map(|()| BuyState::Voided)
     }
 
     /// Sets price and/or stock of an existing product; returns it as it is then.

@@ -284,7 +284,9 @@ impl OrderLog {
         // it there, it is not ours to reuse.
         state.next_buy = state.next_buy.max(state.reserved_below);
         if let Err(e) = state.orders.flush() {
-            eprintln!("order: {e} (orders are served from memory until it can be written)");
+            crate::logging::warn(format!(
+                "order: {e} (orders are served from memory until it can be written)"
+            ));
         }
         Ok(OrderLog {
             _dir: held,
@@ -407,7 +409,9 @@ impl OrderLog {
             }
         }
         if let Err(e) = state.orders.flush() {
-            eprintln!("order: {e} (the orders are durable in the log and served from memory)");
+            crate::logging::warn(format!(
+                "order: {e} (the orders are durable in the log and served from memory)"
+            ));
         }
         Ok(())
     }
