@@ -130,12 +130,7 @@ fn query(head: &Head) {
 /// `take_body` on the bytes after a head; how many it used when complete.
 fn body(rest: &[u8], head: &Head, limits: &Limits) -> Option<usize> {
     let take = |bytes: &[u8]| {
-        take_body(
-            bytes,
-            head.framing,
-            limits.max_body_bytes,
-            limits.max_head_bytes,
-        )
+        take_body(bytes, head.framing, limits.max_body_bytes)
     };
     match take(rest) {
         Ok(None) => {

@@ -1,9 +1,9 @@
 //! One client connection: its socket and read buffer, and the loop a worker runs to
 //! serve requests from it until it has nothing more to read right now.
 
-use super::body::take_body;
+use super::body::BodyReader;
 use super::error::{ApiError, ProtocolError};
-use super::request::{parse_head, Request};
+use super::request::{parse_head, Head, Request};
 use super::response::Response;
 use super::router::Routed;
 use super::server::Shared;
@@ -42,6 +42,8 @@ pub(crate) struct Conn {
     pub last_active: Instant,
     /// Whether `100 Continue` was already sent for the request in `buf`.
     pub continue_sent: bool,
+    /// The request being received: its head, once complete, and its body so far.
+    partial: Partial,
     /// Requests served so far.
     pub served: usize,
     /// The reactor's key for this connection, fixed for its life.
@@ -62,6 +64,19 @@ impl Drop for OpenGuard {
             .open_connections
             .fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// How far the request at the front of the buffer has been read, kept between reads so
+/// that bytes already examined are not examined again (see [`BodyReader`]).
+enum Partial {
+    /// No complete head yet; the buffer's first `scanned` bytes hold no end of one.
+    Head { scanned: usize },
+    /// The head (`head_len` bytes) is complete; its body is being read.
+    Body {
+        head: Box<Head>,
+        head_len: usize,
+        body: BodyReader,
+    },
 }
 
 /// What the worker does with a connection after serving it.
@@ -85,6 +100,7 @@ impl Conn {
             request_started: None,
             last_active: Instant::now(),
             continue_sent: false,
+            partial: Partial::Head { scanned: 0 },
             served: 0,
             token,
             registered: false,
@@ -176,27 +192,56 @@ impl Conn {
 
     /// Takes one complete request off the front of the buffer, if there is one.
     fn next_request(&mut self, shared: &Shared) -> Result<Option<Request>, ProtocolError> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
         let limits = &shared.limits;
-        let Some((head, head_len)) = parse_head(&self.buf, limits)? else {
-            return Ok(None);
-        };
-        let body = take_body(
-            &self.buf[head_len..],
-            head.framing,
-            limits.max_body_bytes,
-            limits.max_head_bytes,
-        )?;
-        let Some((body, body_len)) = body else {
+        if let Partial::Head { scanned } = self.partial {
+            // A head ends with a line feed: until one arrives there is nothing new to
+            // parse, so a head that trickles in is not re-parsed byte after byte.
+            let fresh = &self.buf[scanned.min(self.buf.len())..];
+            if !fresh.contains(&b'\n') && self.buf.len() <= limits.max_head_bytes {
+                self.partial = Partial::Head {
+                    scanned: self.buf.len(),
+                };
+                return Ok(None);
+            }
+            let Some((head, head_len)) = parse_head(&self.buf, limits)? else {
+                self.partial = Partial::Head {
+                    scanned: self.buf.len(),
+                };
+                return Ok(None);
+            };
+            let body = BodyReader::new(head.framing, limits.max_body_bytes);
+            self.partial = Partial::Body {
+                head: Box::new(head),
+                head_len,
+                body,
+            };
+        }
+        let (head, head_len, mut body) =
+            match std::mem::replace(&mut self.partial, Partial::Head { scanned: 0 }) {
+                Partial::Body {
+                    head,
+                    head_len,
+                    body,
+                } => (head, head_len, body),
+                waiting => {
+                    self.partial = waiting;
+                    return Ok(None);
+                }
+            };
+        let Some(body_len) = body.advance(&self.buf[head_len..])? else {
             if head.expects_continue && !self.continue_sent {
                 self.continue_sent = true;
                 // If this fails the next read fails too and closes the connection.
                 let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
+            self.partial = Partial::Body {
+                head,
+                head_len,
+                body,
+            };
             return Ok(None);
         };
+        let body = body.into_body(&self.buf[head_len..]);
         self.buf.drain(..head_len + body_len);
         self.request_started = if self.buf.is_empty() {
             None
@@ -206,7 +251,7 @@ impl Conn {
         self.continue_sent = false;
         let request_id = shared.request_id(head.header("x-request-id"));
         Ok(Some(Request {
-            head,
+            head: *head,
             body,
             request_id,
         }))
