@@ -129,6 +129,15 @@ pub fn quantity_from_text(text: &str) -> Result<u64, String> {
     positive_quantity(text.parse().ok().filter(|_| digits))
 }
 
+/// An order number from a path segment (`GET /orders/7`): decimal digits only (no sign,
+/// no blanks), fitting in u64; anything else is refused with a message saying so.
+pub fn order_number_from_text(text: &str) -> Result<u64, String> {
+    text.parse()
+        .ok()
+        .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| "invalid order number: must be a non-negative integer".into())
+}
+
 /// The catalog's internal buy: idempotent on `buy_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogBuy {
@@ -309,6 +318,23 @@ mod tests {
             assert_eq!(quantity_from_text(text).ok(), want, "{text}");
         }
     }
+
+    #[test]
+    fn path_order_numbers_table() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("007", Some(7)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("+0", None),
+            ("-0", None),
+            (" 1", None),
+            ("1e3", None),
+            ("", None),
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(order_number_from_text(text).ok(), want, "{text}");
+        }
+    }
 }
 
 /// Filters of `GET /products`, validated.
@@ -404,7 +430,8 @@ impl ProductUpdate {
         let price = match object.get("price") {
             None => None,
             Some(v) => match v.as_f64() {
-                Some(p) if p.is_finite() && p >= 0.0 && v.is_number() => Some(p),
+                // `-0.0 >= 0.0` holds, but a negative zero is no price.
+                Some(p) if p.is_finite() && p.is_sign_positive() && v.is_number() => Some(p),
                 _ => return Err("invalid request: price must be a non-negative number".into()),
             },
         };
@@ -503,6 +530,8 @@ mod query_tests {
         for bad in [
             r#"{}"#,
             r#"{"price":-1}"#,
+            r#"{"price":-0.0}"#,
+            r#"{"price":-0}"#,
             r#"{"price":"1"}"#,
             r#"{"quantity":1.5}"#,
             r#"{"quantity":-2}"#,

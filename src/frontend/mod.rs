@@ -8,7 +8,7 @@ use crate::http::backend::{Backend, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
 use crate::order::placement;
 use crate::wire::{
-    quantity_from_text, BuyRequest, ListQuery, Lookup, OrderPlaced, Placement, Placements,
+    order_number_from_text, quantity_from_text, BuyRequest, ListQuery, Lookup, OrderPlaced, Placement, Placements,
     ProductUpdate, ProductView,
 };
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -162,7 +162,7 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             buy(&lab_buys, request, BuyRequest { name: params.get(0).to_string(), quantity })
         })
         .route("GET", "/orders/{number}", move |request: &Request, params| {
-            let number = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid order number: must be a non-negative integer"))?;
+            let number = order_number_from_text(params.get(0)).map_err(ApiError::bad_request)?;
             Ok(relay(lookup.order.get(&format!("/orders/{number}"), &request.request_id)?))
         })
 }
