@@ -5,6 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest product name or category, in bytes. The catalog refuses a seed with a longer
+/// one, so a longer name names no product: the front-end answers it at once (404, or
+/// nothing matches) instead of passing it on. This keeps every request between services
+/// small whatever a client sends (a 16 KiB name once could not be forwarded at all, and
+/// the front-end took the failure for the catalog being down).
+pub const MAX_NAME_BYTES: usize = 256;
+
 /// Success envelope: every 2xx body is `{"data": ...}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Data<T> {
@@ -206,9 +213,10 @@ impl Placement {
         positive_quantity(Some(self.quantity)).map(drop)
     }
 
-    /// Its share of a batch's size limit ([`crate::batch::MAX_BYTES`]).
+    /// Its share of a batch's size limit ([`crate::batch::MAX_BYTES`]): the bytes it
+    /// takes as JSON, escapes included.
     pub fn batch_bytes(&self) -> usize {
-        self.name.len() + 64
+        crate::batch::json_len(self) + 1
     }
 }
 
@@ -387,6 +395,23 @@ impl ListQuery {
             }
         }
         Ok(query)
+    }
+
+    /// Whether no product can match: a filter longer than any name or category can be.
+    /// Categories compare ASCII-case-insensitively (same length), names by lower-case
+    /// containment: lowering a character never drops it and gives at most two, so a
+    /// name of at most [`MAX_NAME_BYTES`] characters lowers to at most twice that many,
+    /// and a `q` of more characters than that is contained in none.
+    pub fn matches_nothing(&self) -> bool {
+        let q_too_long = self
+            .q
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > 2 * MAX_NAME_BYTES);
+        let category_too_long = self
+            .category
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_NAME_BYTES);
+        q_too_long || category_too_long
     }
 
     /// The canonical query string, percent-encoded, for forwarding.

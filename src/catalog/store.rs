@@ -9,7 +9,7 @@
 
 use crate::store::snapshot::write_atomically;
 use crate::store::{DirLock, Journal, Ticket};
-use crate::wire::{BuyState, CatalogBuy, ListQuery, ProductUpdate};
+use crate::wire::{BuyState, CatalogBuy, ListQuery, ProductUpdate, MAX_NAME_BYTES};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -507,6 +507,16 @@ pub fn parse_seed(text: &str) -> Result<Vec<Product>, String> {
             .ok_or_else(|| bad("bad price"))?;
         let quantity = fields[3].parse::<u64>().map_err(|_| bad("bad quantity"))?;
         let name = fields[1].to_string();
+        // The front-end answers longer names itself (see `wire::MAX_NAME_BYTES`).
+        if [fields.get(1), fields.get(4)]
+            .into_iter()
+            .flatten()
+            .any(|f| f.len() > MAX_NAME_BYTES)
+        {
+            return Err(bad(&format!(
+                "name or category over {MAX_NAME_BYTES} bytes"
+            )));
+        }
         if products.iter().any(|p| p.name == name) {
             return Err(bad("duplicate name"));
         }
