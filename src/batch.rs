@@ -548,6 +548,55 @@ mod tests {
         }
     }
 
+    /// Issue 11: batches were sized by raw name length, but `\u{1}` is six bytes as
+    /// JSON, and a batch went over the peers' body limit.
+    #[test]
+    fn json_len_is_exactly_what_serde_json_writes() {
+        for name in ["Tux", "\u{1}\u{1}", "\"\\", "é€😀", "\u{7f}\u{9f}", ""] {
+            let name = name.repeat(50);
+            assert_eq!(json_len(&name), serde_json::to_vec(&name).unwrap().len());
+            assert_eq!(share(&name), Some(json_len(&name) + 1));
+        }
+        let poison = "\u{1}".repeat(MAX_BYTES / 6 + 1);
+        assert_eq!(share(&poison), None, "too large for any batch alone");
+    }
+
+    /// Issue 11: a request queued behind a batch in flight waited for that batch and
+    /// then for a call of its own. Its deadline covers the wait: it leaves the queue then.
+    #[test]
+    fn a_queued_item_leaves_at_its_deadline_while_a_batch_is_stuck() {
+        let (release, released) = crossbeam_channel::bounded::<()>(0);
+        let batcher = Arc::new(Batcher::new(
+            1,
+            8,
+            1024,
+            Box::new(move |items: Vec<u32>| {
+                if items.contains(&1) {
+                    let _ = released.recv();
+                }
+                items
+            }),
+        ));
+        let stuck = {
+            let batcher = Arc::clone(&batcher);
+            thread::spawn(move || batcher.submit(1, 1))
+        };
+        // Wait until the first batch is running (its item has left the queue).
+        while !batcher.gather.lock().queue.is_empty() || batcher.gather.lock().leads == 0 {
+            thread::yield_now();
+        }
+        let deadline = Instant::now() + Duration::from_millis(100);
+        assert_eq!(batcher.submit_by(2, 1, deadline), None);
+        assert!(
+            batcher.gather.lock().queue.is_empty(),
+            "the item left the queue"
+        );
+        release.send(()).unwrap();
+        assert_eq!(stuck.join().unwrap(), 1);
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(batcher.submit_by(3, 1, later), Some(3));
+    }
+
     #[test]
     fn a_panicking_batch_fails_its_callers_and_the_next_batch_still_runs() {
         let batcher = Arc::new(Batcher::new(

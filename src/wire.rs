@@ -327,6 +327,23 @@ mod tests {
         }
     }
 
+    /// Issue 11: a placement's share of a batch was its name's length plus 64, but a
+    /// control character is six bytes as JSON.
+    #[test]
+    fn a_placement_counts_its_json_bytes() {
+        for name in ["Tux", &"\u{1}".repeat(1000), &"\"".repeat(1000)] {
+            let order = Placement {
+                name: name.to_string(),
+                quantity: 1,
+                key: Some("k".into()),
+            };
+            assert_eq!(
+                order.batch_bytes(),
+                serde_json::to_vec(&order).unwrap().len() + 1
+            );
+        }
+    }
+
     #[test]
     fn path_order_numbers_table() {
         for (text, want) in [
