@@ -89,7 +89,7 @@ fn poisoned_names_do_not_fail_other_clients() {
         })
         .collect();
     let normal: Vec<_> = (0..4)
-        .map(|i| {
+        .map(|_| {
             let (front, product) = (s.front.clone(), product.clone());
             thread::spawn(move || {
                 let http = Http::default();

@@ -253,7 +253,10 @@ impl ChunkedDecoder {
 mod tests {
     use super::*;
 
-    fn chunked(raw: &str) -> Result<Option<(Vec<u8>, usize)>, ProtocolError> {
+    /// What decoding gives: the body and the bytes it used, once complete.
+    type Decoded = Result<Option<(Vec<u8>, usize)>, ProtocolError>;
+
+    fn chunked(raw: &str) -> Decoded {
         take_body(raw.as_bytes(), Framing::Chunked, 16)
     }
 
@@ -350,16 +353,12 @@ mod tests {
         ];
         for (raw, want) in cases {
             let got = chunked(raw).map(|done| done.map(|(_, used)| used));
-            assert_eq!(got, want.clone().map(Some), "{raw:?}");
+            assert_eq!(got, want.map(Some), "{raw:?}");
         }
     }
 
     /// Feeds `raw` as a connection receives it: the buffer grows by `step` bytes a read.
-    fn decode_in_reads(
-        raw: &[u8],
-        step: usize,
-        max: usize,
-    ) -> (Result<Option<(Vec<u8>, usize)>, ProtocolError>, usize) {
+    fn decode_in_reads(raw: &[u8], step: usize, max: usize) -> (Decoded, usize) {
         let mut reader = ChunkedDecoder::new(max);
         let mut end = 0;
         loop {

@@ -92,12 +92,16 @@ impl Drop for OpenGuard {
 enum Partial {
     /// No complete head yet; the buffer's first `scanned` bytes hold no end of one.
     Head { scanned: usize },
-    /// The head (`head_len` bytes) is complete; its body is being read.
-    Body {
-        head: Box<Head>,
-        head_len: usize,
-        body: BodyReader,
-    },
+    /// The head is complete; its body is being read.
+    Body(Box<Receiving>),
+}
+
+/// A request whose head is complete, and its body so far.
+struct Receiving {
+    head: Head,
+    /// Bytes of the head at the front of the buffer.
+    head_len: usize,
+    body: BodyReader,
 }
 
 /// What the worker does with a connection after serving it.
@@ -304,36 +308,30 @@ impl Conn {
                 return Ok(None);
             };
             let body = BodyReader::new(head.framing, limits.max_body_bytes);
-            self.partial = Partial::Body {
-                head: Box::new(head),
-                head_len,
-                body,
-            };
-        }
-        let (head, head_len, mut body) =
-            match std::mem::replace(&mut self.partial, Partial::Head { scanned: 0 }) {
-                Partial::Body {
-                    head,
-                    head_len,
-                    body,
-                } => (head, head_len, body),
-                waiting => {
-                    self.partial = waiting;
-                    return Ok(None);
-                }
-            };
-        let Some(body_len) = body.advance(&self.buf[head_len..])? else {
-            if head.expects_continue && !self.continue_sent {
-                self.continue_sent = true;
-                self.send(shared, b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
-            self.partial = Partial::Body {
+            self.partial = Partial::Body(Box::new(Receiving {
                 head,
                 head_len,
                 body,
-            };
+            }));
+        }
+        let mut receiving = match std::mem::replace(&mut self.partial, Partial::Head { scanned: 0 })
+        {
+            Partial::Body(receiving) => receiving,
+            waiting => {
+                self.partial = waiting;
+                return Ok(None);
+            }
+        };
+        let head_len = receiving.head_len;
+        let Some(body_len) = receiving.body.advance(&self.buf[head_len..])? else {
+            if receiving.head.expects_continue && !self.continue_sent {
+                self.continue_sent = true;
+                self.send(shared, b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            self.partial = Partial::Body(receiving);
             return Ok(None);
         };
+        let Receiving { head, body, .. } = *receiving;
         let body = body.into_body(&self.buf[head_len..]);
         self.buf.drain(..head_len + body_len);
         self.request_started = if self.buf.is_empty() {
@@ -344,7 +342,7 @@ impl Conn {
         self.continue_sent = false;
         let request_id = shared.request_id(head.header("x-request-id"));
         Ok(Some(Request {
-            head: *head,
+            head,
             body,
             request_id,
         }))
