@@ -143,17 +143,28 @@ fn silent_peer() -> String {
     addr
 }
 
+/// A front-end started with `flags` whose catalog and order service are both silent
+/// peers: `None` (after saying why) against an external stack.
+fn front_with_silent_peers(test: &str, flags: &[&str]) -> Option<Extra> {
+    if common::external() {
+        skip(&format!("{test}: spawned only"));
+        return None;
+    }
+    let peer = silent_peer();
+    let mut args = vec!["--catalog", &peer, "--order", &peer];
+    args.extend_from_slice(flags);
+    Some(Extra::start(Svc::Frontend, &args, &[]))
+}
+
 /// Finding 6: a request queued behind a batch in flight waited for that batch's timeout
 /// and then ran its own (7.6 s). Every request, however many are queued, fails within the
 /// contract's 5 s of its own start.
 #[test]
 fn requests_queued_behind_a_silent_peer_fail_within_5_s() {
-    if common::external() {
-        skip("requests_queued_behind_a_silent_peer_fail_within_5_s: spawned only");
+    let test = "requests_queued_behind_a_silent_peer_fail_within_5_s";
+    let Some(front) = front_with_silent_peers(test, &[]) else {
         return;
-    }
-    let peer = silent_peer();
-    let front = Extra::start(Svc::Frontend, &["--catalog", &peer, "--order", &peer], &[]);
+    };
     let url = front.url().to_string();
     let outcomes: Vec<_> = (0..40)
         .map(|i| {
@@ -198,25 +209,10 @@ fn non_reader(url: &str, count: usize, written: Arc<AtomicUsize>) -> TcpStream {
 /// and more bad clients than that, a normal client is still answered at once.
 #[test]
 fn clients_that_do_not_read_hold_no_worker() {
-    if common::external() {
-        skip("clients_that_do_not_read_hold_no_worker: spawned only");
+    let flags = ["--workers", "2", "--write-timeout-ms", "3000"];
+    let Some(front) = front_with_silent_peers("clients_that_do_not_read", &flags) else {
         return;
-    }
-    let peer = silent_peer();
-    let front = Extra::start(
-        Svc::Frontend,
-        &[
-            "--catalog",
-            &peer,
-            "--order",
-            &peer,
-            "--workers",
-            "2",
-            "--write-timeout-ms",
-            "3000",
-        ],
-        &[],
-    );
+    };
     let url = front.url().to_string();
     let written = Arc::new(AtomicUsize::new(0));
     let mut bad: Vec<TcpStream> = (0..6)
@@ -284,23 +280,12 @@ fn clients_that_do_not_read_hold_no_worker() {
 /// Finding 8: chunk extensions were not counted toward the body limit.
 #[test]
 fn chunk_extensions_count_toward_the_body_limit() {
-    if common::external() {
-        skip("chunk_extensions_count_toward_the_body_limit: spawned only");
+    let flags = ["--max-body-bytes", "4096"];
+    let Some(front) =
+        front_with_silent_peers("chunk_extensions_count_toward_the_body_limit", &flags)
+    else {
         return;
-    }
-    let peer = silent_peer();
-    let front = Extra::start(
-        Svc::Frontend,
-        &[
-            "--catalog",
-            &peer,
-            "--order",
-            &peer,
-            "--max-body-bytes",
-            "4096",
-        ],
-        &[],
-    );
+    };
     let extension = format!(";{}", "e".repeat(1000));
     let mut request =
         b"POST /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
