@@ -44,6 +44,10 @@ const OUTPUT_BUFFER: usize = 16 * 1024;
 /// Host, User-Agent, Accept, Content-Type, Content-Length): about 200 bytes.
 const HEAD_RESERVE: usize = 1024;
 
+/// How long a connection may take: a peer that is up accepts within milliseconds, and
+/// one that does not is down, not slow (nothing was sent, so the call may be retried).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Time a call must have lost before its timeouts are set to what is left: setting them
 /// costs a `setsockopt` per call, which calls with their whole budget do without.
 const SHORTENED: Duration = Duration::from_millis(20);
@@ -162,7 +166,7 @@ impl Backend {
         // where a shrinking deadline would cost a setsockopt per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(timeout.min(Duration::from_millis(500))))
+            .timeout_connect(Some(timeout.min(CONNECT_TIMEOUT)))
             .timeout_recv_response(Some(timeout))
             .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
@@ -444,6 +448,7 @@ fn within<B>(request: ureq::RequestBuilder<B>, left: Option<Duration>) -> ureq::
     match left {
         Some(left) => request
             .config()
+            .timeout_connect(Some(left.min(CONNECT_TIMEOUT)))
             .timeout_recv_response(Some(left))
             .timeout_recv_body(Some(left))
             .build(),
