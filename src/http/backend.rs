@@ -313,6 +313,8 @@ impl Backend {
         idempotent: bool,
         deadline: Instant,
     ) -> Result<Reply, BackendError> {
+        // The head must fit ureq's buffer (see `OUTPUT_BUFFER`); ureq's own lines fit
+        // in the reserve.
         let head: usize = path.len()
             + headers
                 .iter()
@@ -453,5 +455,46 @@ fn within<B>(request: ureq::RequestBuilder<B>, left: Option<Duration>) -> ureq::
             .timeout_recv_body(Some(left))
             .build(),
         None => request,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A peer that answers every request `200 {}`.
+    fn answering_peer() -> PeerAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                        if stream.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        PeerAddr::parse(&addr.to_string(), 0).unwrap()
+    }
+
+    /// Issue 11: a request whose head did not fit the client's buffer failed as if the
+    /// peer were down, and marked it down. It is the request's fault: 431, peer still up.
+    #[test]
+    fn a_request_too_large_to_send_leaves_the_peer_up() {
+        let backend = Backend::new("catalog", answering_peer(), Duration::from_secs(2), 4, 0);
+        assert!(backend.probe() && backend.is_up());
+        let long = format!("/products/{}", "%01".repeat(20_000));
+        let error = backend.get(&long, "r1").unwrap_err();
+        assert_eq!(error, BackendError::Unsendable("catalog"));
+        assert_eq!(error.to_api_error().status, 431);
+        assert!(backend.is_up(), "a request's size says nothing of the peer");
+        assert_eq!(backend.get("/products/Tux", "r2").unwrap().status, 200);
     }
 }
