@@ -274,8 +274,11 @@ fn clients_that_do_not_read_hold_no_worker() {
             match stream.read(&mut sink) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-                Err(e) => panic!("a non-reader was not cut off: {e}"),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("a non-reader was not cut off: {e}")
+                }
+                // Closed with our requests unread: a reset, or another error.
+                Err(_) => break,
             }
         }
     }
