@@ -8,8 +8,9 @@ mod common;
 
 use common::{connect, read_response, skip, Extra, Http, Options, Resp, Stack, Svc};
 use serde_json::json;
+use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -189,8 +190,14 @@ fn requests_queued_behind_a_silent_peer_fail_within_5_s() {
 }
 
 /// Writes `count` pipelined `GET /metrics` and then reads nothing, holding the socket.
+/// Its receive buffer is small, so that the kernel cannot take the responses in its
+/// place (loopback buffers otherwise grow to megabytes).
 fn non_reader(url: &str, count: usize, written: Arc<AtomicUsize>) -> TcpStream {
-    let stream = connect(url);
+    let addr: SocketAddr = common::host_port(url).parse().expect("address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
     let mut writer = stream.try_clone().expect("clone");
     thread::spawn(move || {
         let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -226,10 +233,10 @@ fn clients_that_do_not_read_hold_no_worker() {
     let url = front.url().to_string();
     let written = Arc::new(AtomicUsize::new(0));
     let mut bad: Vec<TcpStream> = (0..6)
-        .map(|_| non_reader(&url, 3000, Arc::clone(&written)))
+        .map(|_| non_reader(&url, 10_000, Arc::clone(&written)))
         .collect();
     // The slow reader takes 2 KB every 200 ms of a flood of responses.
-    let slow = non_reader(&url, 3000, Arc::clone(&written));
+    let slow = non_reader(&url, 10_000, Arc::clone(&written));
     let slow_reader = {
         let mut slow = slow.try_clone().expect("clone");
         thread::spawn(move || {
