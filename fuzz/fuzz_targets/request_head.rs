@@ -104,6 +104,7 @@ fn check_head(head: &Head, limits: &Limits) {
 /// Query decoding, and the list filters: a valid filter survives its own query string.
 fn query(head: &Head) {
     let request = Request {
+        started: std::time::Instant::now(),
         head: head.clone(),
         body: Vec::new(),
         request_id: String::new(),

@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         _ => rest.to_vec(),
     };
     let request = Request {
+        started: std::time::Instant::now(),
         head,
         body,
         request_id: String::new(),

@@ -3,8 +3,9 @@
 //! their answers through; a backend that is down or slow becomes 503/504.
 //!
 //! Each request has one deadline for all its backend work, the backend timeout from when
-//! its handler starts: time spent queued behind a batch in flight comes out of it, so a
-//! request never waits out another's timeout and then runs its own. A name longer than
+//! it arrived ([`Request::started`]): time spent waiting for a worker or queued behind a
+//! batch in flight comes out of it, so a request never waits out another's timeout and
+//! then runs its own. A name longer than
 //! any product's ([`MAX_NAME_BYTES`]) is answered here (404; no match for a filter).
 
 use crate::batch::{self, Batcher};
@@ -97,7 +98,9 @@ impl Frontend {
     /// a plain `GET` whose reply is passed through: no lookup body to build and parse.
     fn lookup_many(&self, queries: Vec<(String, Call)>) -> Vec<HandlerResult> {
         let (names, call) = batch::with_leader_id(queries);
-        let deadline = call.deadline.unwrap_or_else(|| self.catalog.deadline());
+        let deadline = call
+            .deadline
+            .unwrap_or_else(|| self.catalog.deadline(Instant::now()));
         if let [name] = &names[..] {
             let path = format!("/products/{}", encode(name));
             return vec![self
@@ -123,7 +126,9 @@ impl Frontend {
     /// lost reply only when every order in it carries an idempotency key.
     fn place_many(&self, buys: Vec<(Placement, Call)>) -> Vec<HandlerResult> {
         let (orders, call) = batch::with_leader_id(buys);
-        let deadline = call.deadline.unwrap_or_else(|| self.order.deadline());
+        let deadline = call
+            .deadline
+            .unwrap_or_else(|| self.order.deadline(Instant::now()));
         let count = orders.len();
         let idempotent = orders.iter().all(|order| order.key.is_some());
         let body = Placements { orders };
@@ -157,7 +162,7 @@ fn buy(
     request: &Request,
     buy: BuyRequest,
 ) -> HandlerResult {
-    let deadline = frontend.order.deadline();
+    let deadline = frontend.order.deadline(request.started);
     let order = placement(request, buy)?;
     could_be_product(&order.name)?;
     gather(buys, &frontend.order, request, order, deadline)
@@ -197,10 +202,11 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
                 return Ok(Response::data(&Vec::<ProductListItem>::new()));
             }
             let path = format!("/products?{}", query.to_query_string());
-            Ok(relay(list.catalog.get(&path, &request.request_id)?))
+            let deadline = list.catalog.deadline(request.started);
+            Ok(relay(list.catalog.get_by(&path, &request.request_id, deadline)?))
         })
         .route("GET", "/products/{name}", move |request: &Request, params| {
-            let deadline = query.catalog.deadline();
+            let deadline = query.catalog.deadline(request.started);
             could_be_product(params.get(0))?;
             gather(&queries, &query.catalog, request, params.get(0).to_string(), deadline)
         })
@@ -212,8 +218,8 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             let authorization = request.header("authorization").unwrap_or_default();
             let headers = [("X-Request-Id", request.request_id.as_str()), ("Authorization", authorization)];
             let path = format!("/products/{}", encode(params.get(0)));
-            // Setting a value twice is harmless, so the update may be retried.
-            Ok(relay(put.catalog.send_json("PUT", &path, &body, &headers, true)?))
+            let deadline = put.catalog.deadline(request.started);
+            Ok(relay(put.catalog.put_by(&path, &body, &headers, deadline)?))
         })
         .route("POST", "/orders", move |request: &Request, _| {
             let order = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
@@ -225,7 +231,8 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
         })
         .route("GET", "/orders/{number}", move |request: &Request, params| {
             let number = order_number_from_text(params.get(0)).map_err(ApiError::bad_request)?;
-            Ok(relay(lookup.order.get(&format!("/orders/{number}"), &request.request_id)?))
+            let deadline = lookup.order.deadline(request.started);
+            Ok(relay(lookup.order.get_by(&format!("/orders/{number}"), &request.request_id, deadline)?))
         })
 }
 

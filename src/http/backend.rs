@@ -199,9 +199,10 @@ impl Backend {
         self.name
     }
 
-    /// The deadline of a call starting now: the end of its whole budget.
-    pub fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout
+    /// The deadline of work for a request that started at `started`: its whole budget
+    /// for this peer, whatever it has waited for since.
+    pub fn deadline(&self, started: Instant) -> Instant {
+        started + self.timeout
     }
 
     /// Whether the peer answered its last call or probe.
@@ -216,7 +217,7 @@ impl Backend {
 
     /// `GET path`.
     pub fn get(&self, path: &str, request_id: &str) -> Result<Reply, BackendError> {
-        self.get_by(path, request_id, self.deadline())
+        self.get_by(path, request_id, self.deadline(Instant::now()))
     }
 
     /// `GET path`, failing as a timeout at `deadline` (a request's budget, part of which
@@ -242,14 +243,20 @@ impl Backend {
         headers: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<Reply, BackendError> {
-        self.call(
-            method,
-            path,
-            Some(body),
-            headers,
-            idempotent,
-            self.deadline(),
-        )
+        let deadline = self.deadline(Instant::now());
+        self.call(method, path, Some(body), headers, idempotent, deadline)
+    }
+
+    /// A `PUT` with a JSON body, failing as a timeout at `deadline`. Setting a value
+    /// twice is harmless, so it may be retried.
+    pub fn put_by(
+        &self,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        deadline: Instant,
+    ) -> Result<Reply, BackendError> {
+        self.call("PUT", path, Some(body), headers, true, deadline)
     }
 
     /// Sends a batch (`body` holds `count` items) and splits the reply `{"data": [item,
@@ -263,7 +270,7 @@ impl Backend {
         request_id: &str,
         idempotent: bool,
     ) -> Result<Vec<Result<T, ApiError>>, ApiError> {
-        let deadline = self.deadline();
+        let deadline = self.deadline(Instant::now());
         self.send_batch_by(path, body, count, request_id, idempotent, deadline)
     }
 

@@ -49,6 +49,10 @@ pub(crate) struct Conn {
     pub buf: Vec<u8>,
     /// When the first byte of the request now in `buf` arrived; `None` between requests.
     pub request_started: Option<Instant>,
+    /// When the reactor found the connection ready (accepted, or readable) and queued
+    /// it for a worker: the bytes a worker then reads arrived no later, so a request's
+    /// clock starts here, the wait for a worker included.
+    pub ready_since: Option<Instant>,
     /// When a response was last written (or the connection accepted): the idle clock.
     pub last_active: Instant,
     /// Whether `100 Continue` was already sent for the request in `buf`.
@@ -123,6 +127,7 @@ impl Conn {
             stream,
             buf: Vec::new(),
             request_started: None,
+            ready_since: None,
             last_active: Instant::now(),
             continue_sent: false,
             partial: Partial::Head { scanned: 0 },
@@ -218,8 +223,9 @@ impl Conn {
         let result = self.stream.read(&mut self.buf[old..]);
         self.buf.truncate(old + *result.as_ref().unwrap_or(&0));
         if matches!(result, Ok(n) if n > 0) && self.request_started.is_none() {
-            self.request_started = Some(Instant::now());
+            self.request_started = Some(self.ready_since.unwrap_or_else(Instant::now));
         }
+        self.ready_since = None;
         result
     }
 
@@ -333,6 +339,7 @@ impl Conn {
         };
         let Receiving { head, body, .. } = *receiving;
         let body = body.into_body(&self.buf[head_len..]);
+        let started = self.request_started.unwrap_or_else(Instant::now);
         self.buf.drain(..head_len + body_len);
         self.request_started = if self.buf.is_empty() {
             None
@@ -342,6 +349,7 @@ impl Conn {
         self.continue_sent = false;
         let request_id = shared.request_id(head.header("x-request-id"));
         Ok(Some(Request {
+            started,
             head,
             body,
             request_id,

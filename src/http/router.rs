@@ -192,6 +192,7 @@ mod tests {
             .unwrap()
             .unwrap();
         Request {
+            started: std::time::Instant::now(),
             head,
             body: Vec::new(),
             request_id: String::new(),

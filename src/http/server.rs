@@ -387,7 +387,8 @@ impl Reactor {
         }
     }
 
-    fn dispatch(&mut self, conn: Conn) {
+    fn dispatch(&mut self, mut conn: Conn) {
+        conn.ready_since = Some(Instant::now());
         // Cannot be full (see `run`); if it were, dropping the connection closes it.
         let _ = self.jobs.try_send(conn);
     }
