@@ -111,7 +111,7 @@ impl Frontend {
         }
         let count = names.len();
         let lookup = Lookup { names };
-        let found = self.catalog.send_batch_by::<ProductView>(
+        let found = self.catalog.send_batch::<ProductView>(
             "/lookup",
             &lookup,
             count,
@@ -132,7 +132,7 @@ impl Frontend {
         let count = orders.len();
         let idempotent = orders.iter().all(|order| order.key.is_some());
         let body = Placements { orders };
-        let placed = self.order.send_batch_by::<OrderPlaced>(
+        let placed = self.order.send_batch::<OrderPlaced>(
             "/orders/batch",
             &body,
             count,

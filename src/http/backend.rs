@@ -274,21 +274,9 @@ impl Backend {
 
     /// Sends a batch (`body` holds `count` items) and splits the reply `{"data": [item,
     /// ...]}` into one result per item. A reply that is not a 200 with exactly `count`
-    /// items fails as a whole: the peer's own error, or 502 when it is malformed.
+    /// items fails as a whole: the peer's own error, or 502 when it is malformed; a call still
+    /// unanswered at `deadline` fails as a timeout.
     pub fn send_batch<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &impl Serialize,
-        count: usize,
-        request_id: &str,
-        idempotent: bool,
-    ) -> Result<Vec<Result<T, ApiError>>, ApiError> {
-        let deadline = self.deadline(Instant::now());
-        self.send_batch_by(path, body, count, request_id, idempotent, deadline)
-    }
-
-    /// [`send_batch`](Backend::send_batch), failing as a timeout at `deadline`.
-    pub fn send_batch_by<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &impl Serialize,
