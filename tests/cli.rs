@@ -478,9 +478,9 @@ fn a_catalog_on_existing_state_says_the_seed_is_ignored() {
     let args = ["--data-dir", data.to_str().unwrap()];
     let said = |catalog: &Extra| {
         let logs = catalog.logs();
-        logs.contains(&format!("using the state already in {}", data.display()))
+        logs.contains(&format!("using the state already in '{}'", data.display()))
             && logs.contains("the seed is read only on first start")
-            && logs.contains(&format!("remove {}", data.display()))
+            && logs.contains(&format!("remove '{}'", data.display()))
     };
     // The line comes before the address line, which `Extra` has waited for.
     let first = Extra::start(Svc::Catalog, &args, &[]);

@@ -457,7 +457,7 @@ impl Catalog {
         } else {
             // On stderr: stdout's first line is the address line tests and scripts read.
             crate::logging::warn(format!(
-                "catalog: using the state already in {dir}; the seed is read only on first start, so it is ignored (to start again from the seed, stop the catalog and remove {dir})",
+                "catalog: using the state already in '{dir}'; the seed is read only on first start, so it is ignored (to start again from the seed, stop the catalog and remove '{dir}')",
                 dir = dir.display()
             ));
         }
