@@ -445,12 +445,12 @@ fn services_stop_when_the_launcher_is_killed() {
 fn the_launcher_gives_its_services_the_admin_token() {
     let test = "the_launcher_gives_its_services_the_admin_token";
     let token = "launcher-admin-token-7e2";
-    let ways: [(&[&str], &[(&str, &str)]); 2] = [
-        (&["--admin-token", token], &[]),
-        (&[], &[("ADMIN_TOKEN", token)]),
+    let ways = [
+        (vec!["--admin-token", token], vec![]),
+        (vec![], vec![("ADMIN_TOKEN", token)]),
     ];
     for (args, envs) in ways {
-        let Some(_launcher) = Launcher::start_with(test, args, envs) else {
+        let Some(_launcher) = Launcher::start_with(test, &args, &envs) else {
             return;
         };
         let http = Http::default();
