@@ -278,6 +278,11 @@ impl Launcher {
     /// its three services are known; `None` (after saying so) in external mode or when a
     /// default port is taken.
     fn start(test: &str) -> Option<Launcher> {
+        Self::start_with(test, &[], &[])
+    }
+
+    /// Like [`Launcher::start`], with these arguments and environment.
+    fn start_with(test: &str, args: &[&str], envs: &[(&str, &str)]) -> Option<Launcher> {
         if skip(test) {
             return None;
         }
@@ -293,10 +298,13 @@ impl Launcher {
         }
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_toystore"))
+            .args(args)
             .current_dir(dir.path())
             .env_remove("DATA_DIR")
             .env_remove("LISTEN")
             .env_remove("INTERNAL_TOKEN")
+            .env_remove("ADMIN_TOKEN")
+            .envs(envs.iter().copied())
             .env("ACCESS_LOG", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -427,4 +435,119 @@ fn services_stop_when_the_launcher_is_killed() {
     launcher.child.kill().unwrap();
     launcher.child.wait().unwrap();
     launcher.assert_services_gone("SIGKILL of the launcher");
+}
+
+/// Issue 12: `toystore --admin-token` was refused, and nothing said that `ADMIN_TOKEN`
+/// in the launcher's environment reaches its services. Either way the catalog and the
+/// front-end take the token: an admin update with it passes, through the front-end and
+/// on the catalog directly.
+#[test]
+fn the_launcher_gives_its_services_the_admin_token() {
+    let test = "the_launcher_gives_its_services_the_admin_token";
+    let token = "launcher-admin-token-7e2";
+    let ways = [
+        (vec!["--admin-token", token], vec![]),
+        (vec![], vec![("ADMIN_TOKEN", token)]),
+    ];
+    for (args, envs) in ways {
+        let Some(_launcher) = Launcher::start_with(test, &args, &envs) else {
+            return;
+        };
+        let http = Http::default();
+        let body = r#"{"quantity":7}"#;
+        for base in ["http://127.0.0.1:6060", "http://127.0.0.1:10086"] {
+            let url = format!("{base}/products/Tux");
+            http.put(&url, body, None).err(401, None);
+            http.put(&url, body, Some("not-the-token")).err(403, None);
+            let r = http.put(&url, body, Some(token));
+            assert_eq!(r.ok()["quantity"], 7, "{args:?} {envs:?} {base}: {r:?}");
+        }
+    }
+}
+
+/// Issue 12: editing the seed after the first start changed nothing, silently. A
+/// catalog that finds state in its data directory says that the seed is ignored and
+/// how to start again; a first start, which reads the seed, does not.
+#[test]
+fn a_catalog_on_existing_state_says_the_seed_is_ignored() {
+    if skip("a_catalog_on_existing_state_says_the_seed_is_ignored") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--data-dir", data.to_str().unwrap()];
+    let said = |catalog: &Extra| {
+        let logs = catalog.logs();
+        logs.contains(&format!("using the state already in '{}'", data.display()))
+            && logs.contains("the seed is read only on first start")
+            && logs.contains(&format!("remove '{}'", data.display()))
+    };
+    // The line comes before the address line, which `Extra` has waited for.
+    let first = Extra::start(Svc::Catalog, &args, &[]);
+    assert!(!said(&first), "on a first start:\n{}", first.logs());
+    drop(first);
+    let again = Extra::start(Svc::Catalog, &args, &[]);
+    assert!(said(&again), "on a restart:\n{}", again.logs());
+}
+
+/// Issue 12: a Docker bind mount owned by root failed with a bare `Permission denied`.
+/// A service that may not write its data directory names it, the user it runs as, and
+/// the images' user. Root may write anywhere, so as root the service runs as `nobody`.
+#[test]
+fn a_data_dir_the_service_may_not_write_names_the_user() {
+    if skip("a_data_dir_the_service_may_not_write_names_the_user") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 0700: only the owner may enter, so another user cannot create `data` in it.
+    let data = dir.path().join("data");
+    let my_uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    let as_root = my_uid == 0;
+    if as_root && Command::new("setpriv").arg("--version").output().is_err() {
+        common::skip(
+            "a_data_dir_the_service_may_not_write_names_the_user: skipped: root without setpriv",
+        );
+        return;
+    }
+    if !as_root {
+        let read_only = std::os::unix::fs::PermissionsExt::from_mode(0o500);
+        std::fs::set_permissions(dir.path(), read_only).unwrap();
+    }
+    let uid = if as_root { 65534 } else { my_uid };
+    for (svc, bin) in [
+        (Svc::Catalog, env!("CARGO_BIN_EXE_catalog")),
+        (Svc::Order, env!("CARGO_BIN_EXE_order")),
+    ] {
+        let mut command = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let output = command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .env_remove("LISTEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("start the service");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{svc:?}: {stderr}");
+        for part in [
+            format!("cannot open the data directory {}", data.display()),
+            "ermission denied".to_string(),
+            format!("this process runs as uid {uid},"),
+            "the container images run as uid 10001".to_string(),
+        ] {
+            assert!(
+                stderr.contains(&part),
+                "{svc:?}: {part:?} missing: {stderr}"
+            );
+        }
+    }
 }

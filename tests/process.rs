@@ -6,7 +6,7 @@
 mod common;
 
 use common::procfs;
-use common::{exit_within, Http, Stack, Svc};
+use common::{exit_within, Extra, Http, Stack, Svc};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -175,7 +175,8 @@ fn a_stalled_stdout_costs_log_lines_not_requests() {
     let data = tempfile::tempdir().unwrap();
     let (mut child, url) = start(Svc::Catalog, Output::Stalled, Output::Null, data.path());
     let http = Http::default();
-    let health = format!("{url}/health");
+    // Any route the access log writes (`/health` it does not).
+    let logged = format!("{url}/metrics");
     // The pipe (64 KiB) and the log's queue fill up, then lines are dropped: far fewer
     // requests than this bound (the old queue held 65,536 lines and blocked when full).
     let mut sent = 0;
@@ -185,7 +186,7 @@ fn a_stalled_stdout_costs_log_lines_not_requests() {
             "no dropped log line counted in /metrics after {sent} requests"
         );
         for _ in 0..500 {
-            assert_eq!(http.get(&health).status, 200);
+            assert_eq!(http.get(&logged).status, 200);
         }
         sent += 500;
     }
@@ -229,4 +230,37 @@ fn the_access_log_escapes_what_clients_control() {
     for raw in ['\u{9b}', '\u{202e}', '\u{200b}'] {
         assert!(!logs.contains(raw), "{raw:?} reached the log raw:\n{logs}");
     }
+}
+
+/// Issue 12: health probes (the front-end's every second, container health checks)
+/// flooded the terminal. `GET /health` writes no access-log line; other routes do.
+#[test]
+fn health_probes_are_not_access_logged() {
+    if common::external() {
+        common::skip("health_probes_are_not_access_logged: skipped: needs spawned services");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let catalog = Extra::start(
+        Svc::Catalog,
+        &["--data-dir", data.path().to_str().unwrap()],
+        &[("ACCESS_LOG", "true")],
+    );
+    let get = |path: &str, id: &str| {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            common::raw_ok(catalog.url(), request.as_bytes()).status,
+            200
+        );
+    };
+    get("/health", "issue12-health");
+    get("/metrics", "issue12-metrics");
+    // One writer writes the lines in order: once the later one is out, so is the first.
+    let logs = common::eventually("the /metrics line", Duration::from_secs(5), || {
+        let logs = catalog.logs();
+        logs.contains("issue12-metrics").then_some(logs)
+    });
+    assert!(!logs.contains("issue12-health"), "{logs}");
 }

@@ -456,6 +456,12 @@ impl Catalog {
                 &snapshot_path,
                 &checksum::frame(&serde_json::to_vec(&snapshot)?),
             )?;
+        } else {
+            // On stderr: stdout's first line is the address line tests and scripts read.
+            crate::logging::warn(format!(
+                "catalog: using the state already in '{dir}'; the seed is read only on first start, so it is ignored (to start again from the seed, stop the catalog and remove '{dir}')",
+                dir = dir.display()
+            ));
         }
         let snapshot: Snapshot =
             serde_json::from_slice(&read_framed(&snapshot_path)?).map_err(|e| {

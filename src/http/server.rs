@@ -126,7 +126,9 @@ impl Shared {
     ) {
         self.metrics
             .record(route, request.method(), status, elapsed);
-        if self.access_log {
+        // Health probes come every second from the front-end's monitor and from
+        // container health checks: logged, they would bury every other line.
+        if self.access_log && route != "/health" {
             // Everything a client chose is escaped: it must not forge or garble a line.
             logging::info(format!(
                 "{} {} {} {} {} {}B {:.3}ms",
@@ -163,7 +165,7 @@ pub struct ServerOptions {
     pub name: &'static str,
     /// Limits and pool sizes.
     pub limits: Limits,
-    /// Whether to write one access-log line per request to stdout.
+    /// Whether to write one access-log line per request (but `GET /health`) to stdout.
     pub access_log: bool,
     /// Service-specific lines for `/metrics`.
     pub metrics_extra: Option<MetricsExtra>,
