@@ -84,6 +84,9 @@ pub struct LimitArgs {
     /// Milliseconds a response may take to write.
     #[arg(long, default_value_t = Limits::default().write_timeout.as_millis() as u64)]
     pub write_timeout_ms: u64,
+    /// Response bytes a connection may hold unwritten before its further requests wait.
+    #[arg(long, default_value_t = Limits::default().max_unwritten_bytes)]
+    pub max_unwritten_bytes: usize,
     /// Milliseconds a worker waits for a connection's next request before parking it.
     #[arg(long, default_value_t = Limits::default().linger.as_millis() as u64)]
     pub linger_ms: u64,
@@ -106,6 +109,7 @@ impl LimitArgs {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_requests_per_connection: self.max_requests_per_connection.max(1),
             write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
+            max_unwritten_bytes: self.max_unwritten_bytes,
             linger: Duration::from_millis(self.linger_ms),
             workers: self.workers.max(1),
             max_connections: self.max_connections.max(1),
