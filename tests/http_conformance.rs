@@ -162,7 +162,7 @@ fn assert_envelope(reply: &Resp, status: u16) {
 /// (so the scrape itself is never a parked connection).
 fn gauge(addr: SocketAddr, name: &str) -> u64 {
     let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
-    Metrics::parse(&reply.text).sum(name, &[])
+    Metrics::parse(&reply.text).value(name)
 }
 
 #[test]
