@@ -10,19 +10,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exit_within, external, procfs, Extra, Http, Stack, Svc};
-
-fn skip(test: &str) -> bool {
-    if external() {
-        common::skip(&format!("{test}: skipped: needs spawned stack"));
-        return true;
-    }
-    false
-}
+use common::{exit_within, procfs, skip_when_external, Extra, Http, Stack, Svc};
 
 #[test]
 fn listen_from_env_and_peers_without_scheme() {
-    if skip("listen_from_env_and_peers_without_scheme") {
+    if skip_when_external("listen_from_env_and_peers_without_scheme") {
         return;
     }
     let s = Stack::spawn(Default::default());
@@ -76,7 +68,7 @@ fn healthcheck(bin: &str, listen: &str) -> (bool, Duration) {
 
 #[test]
 fn healthcheck_flag() {
-    if skip("healthcheck_flag") {
+    if skip_when_external("healthcheck_flag") {
         return;
     }
     let mut s = Stack::spawn(Default::default());
@@ -104,7 +96,7 @@ fn healthcheck_flag() {
 
 #[test]
 fn catalog_does_not_reseed_on_restart() {
-    if skip("catalog_does_not_reseed_on_restart") {
+    if skip_when_external("catalog_does_not_reseed_on_restart") {
         return;
     }
     let mut s = Stack::spawn(Default::default());
@@ -120,7 +112,7 @@ fn catalog_does_not_reseed_on_restart() {
 
 #[test]
 fn default_seed_is_built_in() {
-    if skip("default_seed_is_built_in") {
+    if skip_when_external("default_seed_is_built_in") {
         return;
     }
     // Run the catalog from a directory without database.txt: the seed is in the binary.
@@ -138,7 +130,7 @@ fn default_seed_is_built_in() {
 
 #[test]
 fn toystore_binary_runs_each_role() {
-    if skip("toystore_binary_runs_each_role") {
+    if skip_when_external("toystore_binary_runs_each_role") {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_toystore");
@@ -183,7 +175,7 @@ fn env_of(pid: u32, name: &str) -> Option<String> {
 
 #[test]
 fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
-    if skip("services_limit_their_malloc_caches_and_keep_an_operators_setting") {
+    if skip_when_external("services_limit_their_malloc_caches_and_keep_an_operators_setting") {
         return;
     }
     // (GLIBC_TUNABLES given, whether the service runs itself again to add the limit).
@@ -214,7 +206,7 @@ fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
 
 #[test]
 fn a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused() {
-    if skip("a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused") {
+    if skip_when_external("a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused") {
         return;
     }
     // One directory for both, as the launcher gives them: different services may share.
@@ -283,7 +275,7 @@ impl Launcher {
 
     /// Like [`Launcher::start`], with these arguments and environment.
     fn start_with(test: &str, args: &[&str], envs: &[(&str, &str)]) -> Option<Launcher> {
-        if skip(test) {
+        if skip_when_external(test) {
             return None;
         }
         let ports = LAUNCHER_PORTS_IN_USE
@@ -293,7 +285,7 @@ impl Launcher {
             .iter()
             .any(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
         {
-            common::skip(&format!("{test}: skipped: a default port is in use"));
+            common::skip(test, "a default port is in use");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -470,7 +462,7 @@ fn the_launcher_gives_its_services_the_admin_token() {
 /// how to start again; a first start, which reads the seed, does not.
 #[test]
 fn a_catalog_on_existing_state_says_the_seed_is_ignored() {
-    if skip("a_catalog_on_existing_state_says_the_seed_is_ignored") {
+    if skip_when_external("a_catalog_on_existing_state_says_the_seed_is_ignored") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -495,7 +487,7 @@ fn a_catalog_on_existing_state_says_the_seed_is_ignored() {
 /// the images' user. Root may write anywhere, so as root the service runs as `nobody`.
 #[test]
 fn a_data_dir_the_service_may_not_write_names_the_user() {
-    if skip("a_data_dir_the_service_may_not_write_names_the_user") {
+    if skip_when_external("a_data_dir_the_service_may_not_write_names_the_user") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -505,7 +497,8 @@ fn a_data_dir_the_service_may_not_write_names_the_user() {
     let as_root = my_uid == 0;
     if as_root && Command::new("setpriv").arg("--version").output().is_err() {
         common::skip(
-            "a_data_dir_the_service_may_not_write_names_the_user: skipped: root without setpriv",
+            "a_data_dir_the_service_may_not_write_names_the_user",
+            "root without setpriv",
         );
         return;
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{connect, read_response, skip, Extra, Http, Options, Resp, Stack, Svc};
+use common::{connect, read_response, Extra, Http, Metrics, Options, Resp, Stack, Svc};
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
@@ -147,8 +147,7 @@ fn silent_peer() -> String {
 /// A front-end started with `flags` whose catalog and order service are both silent
 /// peers: `None` (after saying why) against an external stack.
 fn front_with_silent_peers(test: &str, flags: &[&str]) -> Option<Extra> {
-    if common::external() {
-        skip(&format!("{test}: spawned only"));
+    if common::skip_when_external(test) {
         return None;
     }
     let peer = silent_peer();
@@ -213,13 +212,8 @@ fn non_reader(url: &str, count: usize, written: Arc<AtomicUsize>) -> TcpStream {
 }
 
 /// The server's open connections, as its `/metrics` counts them.
-fn open_connections(http: &Http, url: &str) -> usize {
-    let metrics = http.get(&format!("{url}/metrics")).text;
-    metrics
-        .lines()
-        .find(|line| line.starts_with("toystore_http_open_connections"))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .expect("open connections in /metrics")
+fn open_connections(http: &Http, url: &str) -> u64 {
+    Metrics::scrape(http, url).value("toystore_http_open_connections")
 }
 
 /// Finding 7: 140 clients pipelining `GET /metrics` and reading nothing stalled the
@@ -228,7 +222,8 @@ fn open_connections(http: &Http, url: &str) -> usize {
 #[test]
 fn clients_that_do_not_read_hold_no_worker() {
     let flags = ["--workers", "2", "--write-timeout-ms", "3000"];
-    let Some(front) = front_with_silent_peers("clients_that_do_not_read", &flags) else {
+    let Some(front) = front_with_silent_peers("clients_that_do_not_read_hold_no_worker", &flags)
+    else {
         return;
     };
     let url = front.url().to_string();
@@ -247,6 +242,7 @@ fn clients_that_do_not_read_hold_no_worker() {
                 if !matches!(slow.read(&mut chunk), Ok(n) if n > 0) {
                     return;
                 }
+                // The pause is the behaviour under test: a reader that falls behind.
                 thread::sleep(Duration::from_millis(200));
             }
         })

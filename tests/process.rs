@@ -109,8 +109,7 @@ fn terminate(child: &mut Child, signal: &str, what: &str) {
 /// at start on its address line.
 #[test]
 fn every_service_stops_on_sigterm_whatever_became_of_its_output() {
-    if common::external() {
-        common::skip("every_service_stops_on_sigterm_whatever_became_of_its_output: skipped: needs spawned services");
+    if common::skip_when_external("every_service_stops_on_sigterm_whatever_became_of_its_output") {
         return;
     }
     let outputs = [
@@ -138,8 +137,7 @@ fn every_service_stops_on_sigterm_whatever_became_of_its_output() {
 /// SIGHUP, and with its output gone it must stop as cleanly as on SIGTERM.
 #[test]
 fn a_service_stops_cleanly_on_sighup() {
-    if common::external() {
-        common::skip("a_service_stops_cleanly_on_sighup: skipped: needs spawned services");
+    if common::skip_when_external("a_service_stops_cleanly_on_sighup") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -166,10 +164,7 @@ fn dropped_lines(url: &str) -> Option<u64> {
 /// every request is still answered, and SIGTERM still stops the service.
 #[test]
 fn a_stalled_stdout_costs_log_lines_not_requests() {
-    if common::external() {
-        common::skip(
-            "a_stalled_stdout_costs_log_lines_not_requests: skipped: needs spawned services",
-        );
+    if common::skip_when_external("a_stalled_stdout_costs_log_lines_not_requests") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -236,8 +231,7 @@ fn the_access_log_escapes_what_clients_control() {
 /// flooded the terminal. `GET /health` writes no access-log line; other routes do.
 #[test]
 fn health_probes_are_not_access_logged() {
-    if common::external() {
-        common::skip("health_probes_are_not_access_logged: skipped: needs spawned services");
+    if common::skip_when_external("health_probes_are_not_access_logged") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
