@@ -1,29 +1,19 @@
-//! Command-line flags of the services, and the code every service binary shares:
-//! bind, print the address, stop on SIGTERM/SIGINT/SIGHUP (or when the launcher is
-//! gone), `--healthcheck`.
+//! Command-line flags of every binary, and their conversion into each service's
+//! config. What a service process does with them (`--healthcheck`, binding, signals)
+//! is the binaries' (`src/bin/process/`); what a service does is its `run`.
 
-use crate::catalog::{self, Catalog, BUILTIN_SEED};
-use crate::frontend::{self, Frontend};
-use crate::http::backend::Backend;
-use crate::http::server::MetricsExtra;
-use crate::http::{Limits, Router, Server, ServerOptions};
-use crate::logging;
-use crate::order::{self, OrderLog, OrderService};
-use crate::peer::PeerAddr;
+use crate::catalog::{self, CatalogConfig, BUILTIN_SEED};
+use crate::frontend::{self, FrontendConfig};
+use crate::http::{Limits, ServerConfig, ShutdownHandle};
+use crate::order::{self, OrderConfig};
+use crate::peer::{PeerAddr, PeerConfig};
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
-
-/// How long a service that stops waits for its last lines to be written: an output
-/// that blocks (a full pipe nobody reads) must not keep it from exiting.
-const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// Server settings every service takes.
 #[derive(Debug, Clone, Args)]
@@ -100,6 +90,24 @@ pub struct LimitArgs {
     pub shutdown_grace_ms: u64,
 }
 
+impl ServerArgs {
+    /// The address to listen on: `--listen`, else loopback on `default_port`.
+    pub fn listen_address(&self, default_port: u16) -> String {
+        self.listen
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{default_port}"))
+    }
+
+    /// The server's config these flags describe.
+    pub fn to_config(&self) -> ServerConfig {
+        ServerConfig {
+            limits: self.limits.to_limits(),
+            access_log: self.access_log,
+            internal_token: self.internal_token.clone(),
+        }
+    }
+}
+
 impl LimitArgs {
     /// The limits these flags describe.
     pub fn to_limits(&self) -> Limits {
@@ -131,6 +139,17 @@ pub struct BackendArgs {
     /// 503. Bounds how many workers a peer that stops answering can hold.
     #[arg(long, default_value_t = 64)]
     pub backend_max_in_flight: usize,
+}
+
+impl BackendArgs {
+    /// How a service with these flags and `server`'s internal token calls its peers.
+    pub fn to_config(&self, server: &ServerArgs) -> PeerConfig {
+        PeerConfig {
+            timeout: Duration::from_millis(self.backend_timeout_ms),
+            max_in_flight: self.backend_max_in_flight,
+            internal_token: server.internal_token.clone(),
+        }
+    }
 }
 
 /// The launcher's flags (`toystore` with no subcommand).
@@ -235,262 +254,89 @@ fn order_addr(text: &str) -> Result<PeerAddr, String> {
     PeerAddr::parse(text, ORDER_PORT).map_err(|e| e.to_string())
 }
 
-/// Runs the catalog until SIGTERM/SIGINT.
-pub fn run_catalog(args: CatalogArgs) -> ExitCode {
-    let listen = listen_address(&args.server, CATALOG_PORT);
-    if args.server.healthcheck {
-        return healthcheck(&listen);
+/// A service's flags: which service they start, and how they become its config.
+/// The service binaries run any of them the same way (`src/bin/process/`).
+pub trait ServiceArgs {
+    /// The service's config.
+    type Config;
+    /// The service's name, in its log lines.
+    const NAME: &'static str;
+    /// The port it listens on without `--listen`.
+    const DEFAULT_PORT: u16;
+    /// The flags every service takes.
+    fn server(&self) -> &ServerArgs;
+    /// The config these flags describe, or why there is none.
+    fn into_config(self) -> Result<Self::Config, String>;
+    /// The service's `run`.
+    const RUN: fn(Self::Config, TcpListener, ShutdownHandle) -> io::Result<()>;
+}
+
+impl ServiceArgs for CatalogArgs {
+    type Config = CatalogConfig;
+    const RUN: fn(CatalogConfig, TcpListener, ShutdownHandle) -> io::Result<()> = catalog::run;
+    const NAME: &'static str = "catalog";
+    const DEFAULT_PORT: u16 = CATALOG_PORT;
+
+    fn server(&self) -> &ServerArgs {
+        &self.server
     }
-    crate::malloc::limit_thread_caches();
-    let seed = match &args.seed {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                return fail(
-                    "catalog",
-                    format!("cannot read seed {}: {e}", path.display()),
-                )
-            }
-        },
-        None => BUILTIN_SEED.to_string(),
-    };
-    let catalog = match Catalog::open(&args.data_dir, &seed, args.snapshot_every) {
-        Ok(catalog) => Arc::new(catalog),
-        Err(e) => return fail("catalog", data_dir_error(&args.data_dir, &e)),
-    };
-    let (stop_restock, stopped) = crossbeam_channel::bounded::<()>(0);
-    if args.restock_period_ms > 0 {
-        catalog::spawn_restocker(
-            Arc::clone(&catalog),
-            Duration::from_millis(args.restock_period_ms),
-            args.restock_level,
-            stopped,
-        );
-    }
-    let router = catalog::api::router(Arc::clone(&catalog), args.admin_token);
-    let extra: MetricsExtra = Box::new(move || catalog::metrics(&catalog));
-    let code = serve("catalog", &listen, router, &args.server, Some(extra));
-    drop(stop_restock);
-    code
-}
 
-/// Runs the order service until SIGTERM/SIGINT.
-pub fn run_order(args: OrderArgs) -> ExitCode {
-    let listen = listen_address(&args.server, ORDER_PORT);
-    if args.server.healthcheck {
-        return healthcheck(&listen);
-    }
-    crate::malloc::limit_thread_caches();
-    let log = match OrderLog::open(&args.data_dir) {
-        Ok(log) => log,
-        Err(e) => return fail("order", data_dir_error(&args.data_dir, &e)),
-    };
-    let catalog = backend("catalog", args.catalog, &args.backend, &args.server);
-    let service = Arc::new(OrderService::new(log, catalog));
-    let (stop_resolver, stopped) = crossbeam_channel::bounded::<()>(0);
-    order::spawn_resolver(Arc::clone(&service), Duration::from_millis(500), stopped);
-    let router = order::router(Arc::clone(&service));
-    let extra: MetricsExtra = Box::new(move || order::metrics(&service));
-    let code = serve("order", &listen, router, &args.server, Some(extra));
-    drop(stop_resolver);
-    code
-}
-
-/// Runs the front-end until SIGTERM/SIGINT.
-pub fn run_frontend(args: FrontendArgs) -> ExitCode {
-    let listen = listen_address(&args.server, FRONT_PORT);
-    if args.server.healthcheck {
-        return healthcheck(&listen);
-    }
-    crate::malloc::limit_thread_caches();
-    let frontend = Arc::new(Frontend {
-        catalog: backend("catalog", args.catalog, &args.backend, &args.server),
-        order: backend("order", args.order, &args.backend, &args.server),
-        admin_token: args.admin_token,
-    });
-    let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
-    frontend::spawn_monitor(Arc::clone(&frontend), Duration::from_secs(1), stopped);
-    let code = serve(
-        "frontend",
-        &listen,
-        frontend::router(frontend),
-        &args.server,
-        None,
-    );
-    drop(stop_monitor);
-    code
-}
-
-/// The user the container images run as (`USER` in `dockerfiles/*.Dockerfile`).
-pub const IMAGE_UID: u32 = 10001;
-
-/// Why a service could not open its data directory. A refusal names the user this
-/// process runs as: the usual cause is a Docker bind mount owned by root, which the
-/// image's unprivileged user cannot write.
-fn data_dir_error(dir: &Path, e: &io::Error) -> String {
-    let mut message = format!("cannot open the data directory {}: {e}", dir.display());
-    if matches!(
-        e.kind(),
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-    ) {
-        let user = running_user().unwrap_or_else(|| "an unknown user".to_string());
-        message.push_str(&format!(
-            "; this process runs as {user} and must be able to create and write files there \
-             (the container images run as uid {IMAGE_UID}: for a bind mount, \
-             `chown -R {IMAGE_UID}:{IMAGE_UID}` the host directory, or use a named volume)"
-        ));
-    }
-    message
-}
-
-/// `uid U, gid G` of this process (effective ids), from `/proc/self/status`: std has
-/// no getuid, and this crate has no unsafe code to call libc with.
-fn running_user() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    // "Uid:\treal\teffective\tsaved\tfs": the effective id decides access.
-    let effective = |key: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            .map(str::to_string)
-    };
-    Some(format!(
-        "uid {}, gid {}",
-        effective("Uid:")?,
-        effective("Gid:")?
-    ))
-}
-
-/// A pooled client for a peer, sending the internal token.
-fn backend(name: &'static str, addr: PeerAddr, args: &BackendArgs, server: &ServerArgs) -> Backend {
-    let timeout = Duration::from_millis(args.backend_timeout_ms.max(1));
-    Backend::new(name, addr, timeout, args.backend_max_in_flight, 2)
-        .with_internal_token(server.internal_token.as_deref())
-}
-
-fn listen_address(server: &ServerArgs, default_port: u16) -> String {
-    server
-        .listen
-        .clone()
-        .unwrap_or_else(|| format!("127.0.0.1:{default_port}"))
-}
-
-/// Binds, prints the address, serves until a signal (or the end of stdin, with
-/// `--stop-when-stdin-closes`), and exits 0 after a clean stop.
-fn serve(
-    name: &'static str,
-    listen: &str,
-    router: Router,
-    args: &ServerArgs,
-    metrics_extra: Option<MetricsExtra>,
-) -> ExitCode {
-    let options = ServerOptions {
-        name,
-        limits: args.limits.to_limits(),
-        access_log: args.access_log,
-        metrics_extra,
-    };
-    let router = router.internal_token(args.internal_token.clone());
-    let server = match Server::bind(listen, router, options) {
-        Ok(server) => server,
-        Err(e) => return fail(name, format!("cannot listen on {listen}: {e}")),
-    };
-    let addr = match server.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => return fail(name, format!("cannot read the bound address: {e}")),
-    };
-    let handle = server.shutdown_handle();
-    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
-        Ok(mut signals) => {
-            let handle = handle.clone();
-            std::thread::spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    handle.shutdown();
-                    logging::warn(format!("{name}: signal {signal}, shutting down"));
-                }
-            });
-        }
-        Err(e) => return fail(name, format!("cannot install signal handlers: {e}")),
-    }
-    if args.stop_when_stdin_closes {
-        std::thread::spawn(move || {
-            // Nothing is ever written: the read returns when the launcher is gone.
-            let _ = std::io::stdin().read(&mut [0u8; 64]);
-            handle.shutdown();
-            logging::warn(format!("{name}: the launcher is gone, shutting down"));
-        });
-    }
-    logging::info(format!("{name} listening on http://{addr}"));
-    let code = match server.run() {
-        Ok(()) => {
-            logging::warn(format!("{name}: stopped"));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(name, format!("server failed: {e}")),
-    };
-    logging::flush(LAST_LINES_WAIT);
-    code
-}
-
-/// `--healthcheck`: GET /health on our own address (an unspecified address means loopback).
-fn healthcheck(listen: &str) -> ExitCode {
-    let Some(mut addr) = listen.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
-        return fail("healthcheck", format!("cannot resolve {listen}"));
-    };
-    if addr.ip().is_unspecified() {
-        let loopback = if addr.is_ipv4() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
+    fn into_config(self) -> Result<CatalogConfig, String> {
+        let seed = match &self.seed {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read seed {}: {e}", path.display()))?,
+            None => BUILTIN_SEED.to_string(),
         };
-        addr = SocketAddr::new(loopback, addr.port());
-    }
-    let peer = PeerAddr::parse(&addr.to_string(), addr.port())
-        .expect("a socket address is a valid peer address");
-    if Backend::new("self", peer, Duration::from_secs(2), 1, 0).probe() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        Ok(CatalogConfig {
+            server: self.server.to_config(),
+            data_dir: self.data_dir,
+            seed,
+            admin_token: self.admin_token,
+            restock_period: (self.restock_period_ms > 0)
+                .then(|| Duration::from_millis(self.restock_period_ms)),
+            restock_level: self.restock_level,
+            snapshot_every: self.snapshot_every,
+        })
     }
 }
 
-fn fail(name: &str, message: String) -> ExitCode {
-    logging::warn(format!("{name}: error: {message}"));
-    logging::flush(LAST_LINES_WAIT);
-    ExitCode::FAILURE
-}
+impl ServiceArgs for OrderArgs {
+    type Config = OrderConfig;
+    const RUN: fn(OrderConfig, TcpListener, ShutdownHandle) -> io::Result<()> = order::run;
+    const NAME: &'static str = "order";
+    const DEFAULT_PORT: u16 = ORDER_PORT;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refused_data_dir_names_the_directory_and_the_user() {
-        let dir = Path::new("/data");
-        let refused = data_dir_error(dir, &io::Error::from(io::ErrorKind::PermissionDenied));
-        let me = running_user().expect("/proc/self/status names the user");
-        for part in ["/data", me.as_str(), "uid 10001", "chown -R 10001:10001"] {
-            assert!(refused.contains(part), "{part:?} missing from {refused:?}");
-        }
-        // Other failures are not about the user: no advice that would mislead.
-        let corrupt = data_dir_error(dir, &io::Error::other("bad checksum"));
-        assert!(
-            corrupt.contains("/data") && !corrupt.contains("uid"),
-            "{corrupt}"
-        );
+    fn server(&self) -> &ServerArgs {
+        &self.server
     }
 
-    #[test]
-    fn the_image_uid_is_the_dockerfiles_user() {
-        let dockerfiles = concat!(env!("CARGO_MANIFEST_DIR"), "/dockerfiles");
-        for service in ["catalog", "order", "frontend"] {
-            let path = format!("{dockerfiles}/{service}.Dockerfile");
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                text.contains(&format!("USER {IMAGE_UID}:{IMAGE_UID}")),
-                "{path} does not run as uid {IMAGE_UID}"
-            );
-        }
+    fn into_config(self) -> Result<OrderConfig, String> {
+        Ok(OrderConfig {
+            peers: self.backend.to_config(&self.server),
+            server: self.server.to_config(),
+            data_dir: self.data_dir,
+            catalog: self.catalog,
+        })
+    }
+}
+
+impl ServiceArgs for FrontendArgs {
+    type Config = FrontendConfig;
+    const RUN: fn(FrontendConfig, TcpListener, ShutdownHandle) -> io::Result<()> = frontend::run;
+    const NAME: &'static str = "frontend";
+    const DEFAULT_PORT: u16 = FRONT_PORT;
+
+    fn server(&self) -> &ServerArgs {
+        &self.server
+    }
+
+    fn into_config(self) -> Result<FrontendConfig, String> {
+        Ok(FrontendConfig {
+            peers: self.backend.to_config(&self.server),
+            server: self.server.to_config(),
+            catalog: self.catalog,
+            order: self.order,
+            admin_token: self.admin_token,
+        })
     }
 }

@@ -15,13 +15,20 @@
 //!   front-end's queries and buys, the order service's catalog buys).
 //! - [`store`]: the durable append-only journal with group commit, shared by the
 //!   catalog's table and the order log.
-//! - [`catalog`], [`order`], [`frontend`]: one module per service. A service never
-//!   reaches into another's internals; they meet only over HTTP and [`wire`].
+//! - [`catalog`], [`order`], [`frontend`]: one module per service, each the same
+//!   shape: `mod.rs` wires it and has its `Config` and its
+//!   `run(config, listener, shutdown)` (binds nothing, starts and stops its background
+//!   thread), `api.rs` holds its routes, the domain files sit beside them. A service
+//!   never reaches into another's internals; they meet only over HTTP and [`wire`].
 //! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
 //! - [`launcher`]: `cargo run --release` starts the three services as processes.
-//! - [`cli`]: the command-line flags of every binary.
+//! - [`cli`]: the command-line flags of every binary and their conversion into each
+//!   service's config. The binaries (`src/bin/`, sharing `src/bin/process/`) answer
+//!   `--healthcheck`, bind, print the address, turn signals into a shutdown and call
+//!   the service's `run`; `tests/in_process.rs` calls the same `run`s in threads.
 //! - [`logging`]: every line the services write, queued so that a dead or stalled output
 //!   never panics or blocks a service.
+//! - [`periodic`]: each service's background thread (restock, resolve, monitor).
 //! - [`failpoint`]: named faults between the steps of the buy protocol, for tests.
 //! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
 #![forbid(unsafe_code)]
@@ -38,6 +45,7 @@ pub mod logging;
 pub mod malloc;
 pub mod order;
 pub mod peer;
+pub mod periodic;
 pub mod store;
 pub mod wire;
 

@@ -1,8 +1,11 @@
-//! The catalog service binary: flags in [`toystore::cli::CatalogArgs`].
+//! The catalog service binary: flags in [`toystore::cli::CatalogArgs`], the service in
+//! [`toystore::catalog::run`].
+
+mod process;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    toystore::cli::run_catalog(toystore::cli::CatalogArgs::parse())
+    process::serve(toystore::cli::CatalogArgs::parse())
 }

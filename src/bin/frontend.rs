@@ -1,8 +1,11 @@
-//! The frontend service binary: flags in [`toystore::cli::FrontendArgs`].
+//! The frontend service binary: flags in [`toystore::cli::FrontendArgs`], the service in
+//! [`toystore::frontend::run`].
+
+mod process;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    toystore::cli::run_frontend(toystore::cli::FrontendArgs::parse())
+    process::serve(toystore::cli::FrontendArgs::parse())
 }

@@ -1,8 +1,11 @@
-//! The order service binary: flags in [`toystore::cli::OrderArgs`].
+//! The order service binary: flags in [`toystore::cli::OrderArgs`], the service in
+//! [`toystore::order::run`].
+
+mod process;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    toystore::cli::run_order(toystore::cli::OrderArgs::parse())
+    process::serve(toystore::cli::OrderArgs::parse())
 }

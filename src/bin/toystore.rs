@@ -1,10 +1,12 @@
 //! `toystore`: with no arguments, the whole stack as three processes (the launcher);
 //! with a subcommand, one role (how the launcher starts each service).
 
+mod process;
+
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::process::ExitCode;
-use toystore::cli::{self, CatalogArgs, FrontendArgs, LauncherArgs, OrderArgs};
+use toystore::cli::{CatalogArgs, FrontendArgs, LauncherArgs, OrderArgs};
 
 /// The toy store: catalog, order service and front-end.
 #[derive(Parser)]
@@ -43,9 +45,9 @@ fn main() -> ExitCode {
     let toystore = Toystore::parse();
     match toystore.role {
         None => toystore::launcher::run(toystore.launch),
-        Some(Role::Catalog(args)) => cli::run_catalog(args),
-        Some(Role::Order(args)) => cli::run_order(args),
-        Some(Role::Frontend(args)) => cli::run_frontend(args),
+        Some(Role::Catalog(args)) => process::serve(args),
+        Some(Role::Order(args)) => process::serve(args),
+        Some(Role::Frontend(args)) => process::serve(args),
         Some(Role::Client { args }) => {
             toystore::client::main_with_args(std::iter::once(OsString::from("client")).chain(args))
         }

@@ -25,4 +25,4 @@ pub use limits::Limits;
 pub use request::Request;
 pub use response::Response;
 pub use router::{HandlerResult, Params, Router};
-pub use server::{Server, ServerOptions, ShutdownHandle};
+pub use server::{bind, serve, MetricsExtra, Server, ServerConfig, ServerOptions, ShutdownHandle};

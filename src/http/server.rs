@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub metrics: Metrics,
     metrics_extra: Option<MetricsExtra>,
-    shutdown: Arc<AtomicBool>,
+    shutdown: ShutdownHandle,
     /// A receiver kept only to read the queue length.
     jobs: Receiver<Conn>,
     parked: AtomicUsize,
@@ -62,7 +62,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn shutting_down(&self) -> bool {
-        self.shutdown.load(Ordering::Relaxed)
+        self.shutdown.is_shutdown()
     }
 
     /// Connections waiting for a worker.
@@ -144,19 +144,98 @@ impl Shared {
     }
 }
 
-/// Stops a running server: stop accepting, finish in-flight requests, return from `run`.
-#[derive(Clone)]
+/// Stops a server: stop accepting, finish in-flight requests, return from `run`.
+///
+/// Made before the server it stops (a service's caller makes one, hands a clone to
+/// [`serve`] and keeps one for its signal handler or test), or taken from a bound
+/// [`Server`]. A shutdown asked for before the server runs stops it as soon as it starts.
+#[derive(Clone, Default)]
 pub struct ShutdownHandle {
-    flag: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    inner: Arc<ShutdownState>,
+}
+
+#[derive(Default)]
+struct ShutdownState {
+    asked: AtomicBool,
+    /// The reactors to wake (one per server run with this handle).
+    wakers: parking_lot::Mutex<Vec<Arc<Waker>>>,
 }
 
 impl ShutdownHandle {
+    /// A handle that no server uses yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Asks the server to stop; returns at once.
     pub fn shutdown(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.inner.asked.store(true, Ordering::SeqCst);
+        for waker in self.inner.wakers.lock().iter() {
+            let _ = waker.wake();
+        }
     }
+
+    /// Whether a shutdown was asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.asked.load(Ordering::Relaxed)
+    }
+
+    /// Wakes `waker` on shutdown (at once, if it was already asked for).
+    fn attach(&self, waker: Arc<Waker>) {
+        let mut wakers = self.inner.wakers.lock();
+        if self.is_shutdown() {
+            let _ = waker.wake();
+        }
+        wakers.push(waker);
+    }
+}
+
+/// Binds `addr` for a server, with a deep accept queue: std listens with a backlog of
+/// 128, and a burst of a thousand connects then overflows the kernel's queue, so
+/// clients wait out SYN retransmits (1 s, 3 s, ...).
+pub fn bind(addr: &str) -> io::Result<TcpListener> {
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(ErrorKind::InvalidInput, format!("{addr} names no address"))
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// What every service's server takes from its flags (see `cli::ServerArgs`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Limits and pool sizes.
+    pub limits: Limits,
+    /// Whether to write one access-log line per request (but `GET /health`) to stdout.
+    pub access_log: bool,
+    /// The token internal routes require and peer calls send; `None`: they are open.
+    pub internal_token: Option<String>,
+}
+
+/// Serves `router` as service `name` on `listener` until `shutdown`, then lets
+/// in-flight requests finish within the grace period: the last step of every
+/// service's `run`.
+pub fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    config: &ServerConfig,
+    metrics_extra: Option<MetricsExtra>,
+    shutdown: ShutdownHandle,
+) -> io::Result<()> {
+    let options = ServerOptions {
+        name,
+        limits: config.limits.clone(),
+        access_log: config.access_log,
+        metrics_extra,
+    };
+    let router = router.internal_token(config.internal_token.clone());
+    Server::from_listener(listener, router, options)?
+        .stop_on(shutdown)
+        .run()
 }
 
 /// Options a service sets on its server.
@@ -176,24 +255,16 @@ pub struct ServerOptions {
 pub struct Server {
     listener: TcpListener,
     poll: Poll,
+    waker: Arc<Waker>,
     handle: ShutdownHandle,
     router: Router,
     options: ServerOptions,
 }
 
 impl Server {
-    /// Binds `addr` and prepares the reactor.
+    /// Binds `addr` (see [`bind`]) and prepares the reactor.
     pub fn bind(addr: &str, router: Router, options: ServerOptions) -> io::Result<Server> {
-        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
-            io::Error::new(ErrorKind::InvalidInput, format!("{addr} names no address"))
-        })?;
-        // std listens with a backlog of 128: a burst of a thousand connects then overflows
-        // the kernel's queue, and clients wait out SYN retransmits (1 s, 3 s, ...).
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(LISTEN_BACKLOG)?;
-        Self::from_listener(socket.into(), router, options)
+        Self::from_listener(bind(addr)?, router, options)
     }
 
     /// Uses a listener bound elsewhere.
@@ -205,14 +276,11 @@ impl Server {
         listener.set_nonblocking(true)?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let handle = ShutdownHandle {
-            flag: Arc::new(AtomicBool::new(false)),
-            waker,
-        };
         Ok(Server {
             listener,
             poll,
-            handle,
+            waker,
+            handle: ShutdownHandle::new(),
             router,
             options,
         })
@@ -228,15 +296,23 @@ impl Server {
         self.handle.clone()
     }
 
+    /// Stops on `handle` instead of the server's own.
+    pub fn stop_on(mut self, handle: ShutdownHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
     /// Serves until shut down, then lets in-flight requests finish within the grace period.
     pub fn run(self) -> io::Result<()> {
         let Server {
             listener,
             mut poll,
+            waker,
             handle,
             router,
             options,
         } = self;
+        handle.attach(Arc::clone(&waker));
         let limits = options.limits;
         // Each connection is in exactly one place (a worker, this queue, or the reactor),
         // so a queue as large as the connection limit can never overflow.
@@ -248,7 +324,7 @@ impl Server {
             router,
             metrics: Metrics::default(),
             metrics_extra: options.metrics_extra,
-            shutdown: Arc::clone(&handle.flag),
+            shutdown: handle,
             jobs: job_rx.clone(),
             parked: AtomicUsize::new(0),
             access_log: options.access_log,
@@ -262,7 +338,7 @@ impl Server {
                 job_rx.clone(),
                 park_tx.clone(),
                 done_tx.clone(),
-                Arc::clone(&handle.waker),
+                Arc::clone(&waker),
                 Arc::clone(&shared),
             );
             thread::Builder::new()
