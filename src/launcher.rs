@@ -17,8 +17,8 @@
 //! them through the environment too, where `ps` does not show it.
 
 use crate::cli::LauncherArgs;
-use crate::http::backend::Backend;
 use crate::logging;
+use crate::peer::backend::Backend;
 use crate::peer::PeerAddr;
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

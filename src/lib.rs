@@ -10,9 +10,10 @@
 //! ## Layout
 //! - [`http`]: the server every service runs on (limits, connection loop, worker
 //!   pool, idle-connection reactor, request parsing, body framing, responses, router,
-//!   errors) and the pooled client used between services.
-//! - [`batch`]: concurrent calls between services gathered into one round trip (the
-//!   front-end's queries and buys, the order service's catalog buys).
+//!   [`http::ApiError`], the JSON envelope). It depends on nothing above it.
+//! - [`peer`]: calls between services: a peer's address, the pooled client with its
+//!   deadlines, retries and bulkhead, and the batching of concurrent calls into one
+//!   round trip.
 //! - [`store`]: the durable append-only journal with group commit, shared by the
 //!   catalog's table and the order log.
 //! - [`catalog`], [`order`], [`frontend`]: one module per service, each the same
@@ -20,6 +21,8 @@
 //!   `run(config, listener, shutdown)` (binds nothing, starts and stops its background
 //!   thread), `api.rs` holds its routes, the domain files sit beside them. A service
 //!   never reaches into another's internals; they meet only over HTTP and [`wire`].
+//! - [`wire`]: the bodies that cross the wire and their validation (the shapes, the
+//!   quantity and order-number parsers, the idempotency key).
 //! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
 //! - [`launcher`]: `cargo run --release` starts the three services as processes.
 //! - [`cli`]: the command-line flags of every binary and their conversion into each
@@ -33,7 +36,6 @@
 //! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
 #![forbid(unsafe_code)]
 
-pub mod batch;
 pub mod catalog;
 pub mod cli;
 pub mod client;

@@ -20,29 +20,6 @@ pub fn could_be_product_name(name: &str) -> bool {
     name.len() <= MAX_NAME_BYTES && !name.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
-/// Success envelope: every 2xx body is `{"data": ...}`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Data<T> {
-    /// The payload.
-    pub data: T,
-}
-
-/// Failure envelope: `{"error": {"code": 404, "message": "product not found"}}`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorEnvelope {
-    /// The code and message.
-    pub error: ErrorBody,
-}
-
-/// The inside of the failure envelope.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ErrorBody {
-    /// The HTTP status, repeated so that a body read alone still says what happened.
-    pub code: u16,
-    /// A lower-case sentence for people.
-    pub message: String,
-}
-
 /// A product as `GET /products/{name}` shows it: exactly these three fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductView {
@@ -185,7 +162,7 @@ pub struct BuyOutcome {
 }
 
 /// `POST /lookup` on the catalog: many products in one call (the front-end batches the
-/// queries that arrive together; see [`crate::batch`]).
+/// queries that arrive together; see [`crate::peer::batch`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lookup {
     /// Product names, answered in this order.
@@ -211,7 +188,33 @@ pub struct Placement {
     pub key: Option<String>,
 }
 
+/// The header a buyer's idempotency key comes in (lower-case, as headers are looked up).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// An `Idempotency-Key`: 1 to 255 visible ASCII characters. The bound keeps every
+/// order's intent record small.
+pub fn valid_idempotency_key(key: &str) -> Result<&str, String> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(key)
+    } else {
+        Err("invalid idempotency-key: 1 to 255 visible ascii characters".into())
+    }
+}
+
 impl Placement {
+    /// A buy and its `Idempotency-Key` header, if any, as an order to place (the
+    /// front-end's and the order service's `POST /orders` alike).
+    pub fn from_buy(buy: BuyRequest, key: Option<&str>) -> Result<Placement, String> {
+        Ok(Placement {
+            name: buy.name,
+            quantity: buy.quantity,
+            key: key
+                .map(valid_idempotency_key)
+                .transpose()?
+                .map(str::to_string),
+        })
+    }
+
     /// What `POST /orders` checks of its body, for an order inside a batch (the key is
     /// the order service's to check).
     pub fn check(&self) -> Result<(), String> {
@@ -221,10 +224,10 @@ impl Placement {
         positive_quantity(Some(self.quantity)).map(drop)
     }
 
-    /// Its share of a batch's size limit ([`crate::batch::MAX_BYTES`]): the bytes it
+    /// Its share of a batch's size limit ([`crate::peer::batch::MAX_BYTES`]): the bytes it
     /// takes as JSON, escapes included.
     pub fn batch_bytes(&self) -> usize {
-        crate::batch::json_len(self) + 1
+        crate::peer::batch::json_len(self) + 1
     }
 }
 
@@ -233,47 +236,6 @@ impl Placement {
 pub struct Placements {
     /// Answered in this order.
     pub orders: Vec<Placement>,
-}
-
-/// One item of a batch reply (`{"data": [item, ...]}`): the item's own success
-/// envelope or its own error envelope, as if it had been a request of its own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item<T> {
-    /// Present on success. (A missing `Option` field reads as `None` without
-    /// `#[serde(default)]`, which would require `T: Default`.)
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<T>,
-    /// Present on failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-}
-
-impl<T> Item<T> {
-    /// A success or a failure (status and message).
-    pub fn new(result: Result<T, ErrorBody>) -> Self {
-        match result {
-            Ok(data) => Item {
-                data: Some(data),
-                error: None,
-            },
-            Err(error) => Item {
-                data: None,
-                error: Some(error),
-            },
-        }
-    }
-
-    /// Back to a result; an item with neither field is a malformed reply (502).
-    pub fn into_result(self) -> Result<T, ErrorBody> {
-        match (self.data, self.error) {
-            (Some(data), _) => Ok(data),
-            (None, Some(error)) => Err(error),
-            (None, None) => Err(ErrorBody {
-                code: 502,
-                message: "malformed batch reply".into(),
-            }),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! The catalog's HTTP routes.
 
 use super::store::{Catalog, CatalogError, Product};
-use crate::batch;
 use crate::http::auth::Access;
+use crate::http::envelope::{ErrorBody, Item};
 use crate::http::{ApiError, Request, Response, Router};
+use crate::peer::batch;
 use crate::wire::{
-    positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ErrorBody, Item, ListQuery,
-    Lookup, ProductListItem, ProductUpdate, ProductView,
+    positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ListQuery, Lookup,
+    ProductListItem, ProductUpdate, ProductView,
 };
 use std::sync::Arc;
 

@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
+use crate::http::envelope::{Data, ErrorEnvelope};
 use crate::peer::PeerAddr;
-use crate::wire::{Data, ErrorEnvelope, OrderPlaced, OrderView, ProductListItem, ProductView};
+use crate::wire::{OrderPlaced, OrderView, ProductListItem, ProductView};
 
 /// Characters a toy's name keeps as they are in a path segment (RFC 3986 unreserved).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC

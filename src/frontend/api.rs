@@ -2,14 +2,14 @@
 //! one backend call.
 
 use super::Frontend;
-use crate::batch::{self, Batcher};
 use crate::http::auth::Access;
-use crate::http::backend::{Backend, BackendError, Reply};
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
-use crate::order::placement;
+use crate::peer::backend::{Backend, BackendError, Reply};
+use crate::peer::batch::{self, Batcher};
 use crate::wire::{
     could_be_product_name, order_number_from_text, quantity_from_text, BuyRequest, ListQuery,
     Lookup, OrderPlaced, Placement, Placements, ProductListItem, ProductUpdate, ProductView,
+    IDEMPOTENCY_KEY,
 };
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ struct Call {
 }
 
 /// Concurrent requests of one kind, gathered into one backend call (see
-/// [`crate::batch`]).
+/// [`crate::peer::batch`]).
 type Gathered<T> = Batcher<(T, Call), HandlerResult>;
 
 /// Runs `item` in a batch of `batcher`'s by the request's deadline against `backend`.
@@ -147,7 +147,8 @@ fn buy(
     buy: BuyRequest,
 ) -> HandlerResult {
     let deadline = frontend.order.deadline(request.started);
-    let order = placement(request, buy)?;
+    let key = request.header(IDEMPOTENCY_KEY);
+    let order = Placement::from_buy(buy, key).map_err(ApiError::bad_request)?;
     could_be_product(&order.name)?;
     gather(buys, &frontend.order, request, order, deadline)
 }

@@ -14,8 +14,8 @@
 
 pub mod api;
 
-use crate::http::backend::Backend;
 use crate::http::{self, ServerConfig, ShutdownHandle};
+use crate::peer::backend::Backend;
 use crate::peer::{PeerAddr, PeerConfig};
 use crate::periodic::{FirstRound, Periodic};
 use std::io;

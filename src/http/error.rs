@@ -1,6 +1,6 @@
 //! Errors of the HTTP layer, and the one type every handler error becomes: [`ApiError`].
 
-use crate::wire::ErrorBody;
+use super::envelope::ErrorBody;
 use std::borrow::Cow;
 use std::fmt;
 

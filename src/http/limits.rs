@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 /// The default body limit (→ 413): the contract's 1 MiB. Peers are sized from it too: a
-/// batch between services stays well under it ([`crate::batch::MAX_BYTES`]).
+/// batch between services stays well under it (`peer::batch::MAX_BYTES`).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Limits and sizes of one server. `Limits::default()` holds the contract's defaults;
-/// every field can be set from the command line (see [`crate::cli::LimitArgs`]).
+/// every field can be set from the command line (see `cli::LimitArgs`).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Request line + headers. 64 KiB is the contract's bound (→ 431); real clients send < 8 KiB.

@@ -1,4 +1,4 @@
-//! Our HTTP/1.1 server and the client used between services.
+//! Our HTTP/1.1 server.
 //!
 //! - [`limits`]: every bound, in one place.
 //! - [`server`]: listener, worker pool, idle-connection reactor, shutdown.
@@ -6,12 +6,16 @@
 //! - [`request`] / [`body`]: parsing the head (httparse) and the body framing.
 //! - [`response`]: responses and their framing. [`router`]: paths to handlers.
 //! - [`error`]: [`ApiError`], the only thing a failure becomes on the wire.
-//! - [`metrics`]: Prometheus counters. [`backend`]: calls to a peer service.
+//! - [`envelope`]: the contract's JSON envelope every body is wrapped in.
+//! - [`metrics`]: Prometheus counters.
+//!
+//! It depends on nothing above it: calls to peers are [`crate::peer`]'s, bodies
+//! [`crate::wire`]'s. (It writes its lines through [`crate::logging`], which is below it.)
 
 pub mod auth;
-pub mod backend;
 pub mod body;
 mod conn;
+pub mod envelope;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -1,8 +1,8 @@
 //! Responses, and their serialization. The server owns framing: handlers never set
 //! Content-Length, Connection or Date themselves.
 
+use super::envelope::{Data, ErrorBody, ErrorEnvelope};
 use super::error::ApiError;
-use crate::wire::{Data, ErrorBody, ErrorEnvelope};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::io::Write;

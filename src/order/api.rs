@@ -1,12 +1,13 @@
 //! The order service's HTTP routes, and what `POST /orders` checks of an order.
 
 use super::service::{self, OrderService};
-use crate::batch::{self, Batcher};
 use crate::http::auth::Access;
+use crate::http::envelope::{ErrorBody, Item};
 use crate::http::{ApiError, Request, Response, Router};
+use crate::peer::batch::{self, Batcher};
 use crate::wire::{
-    could_be_product_name, order_number_from_text, BuyRequest, ErrorBody, Item, OrderPlaced,
-    Placement, Placements,
+    could_be_product_name, order_number_from_text, valid_idempotency_key, BuyRequest, OrderPlaced,
+    Placement, Placements, IDEMPOTENCY_KEY,
 };
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
 const FLIGHTS: usize = 2;
 
 /// The order service's routes, all but `/health` for the other services only. Concurrent `POST /orders` requests are placed together
-/// (one intent fsync, one catalog call, one commit fsync for all; see [`crate::batch`]);
+/// (one intent fsync, one catalog call, one commit fsync for all; see [`crate::peer::batch`]);
 /// `POST /orders/batch` is the same for a batch the front-end already gathered.
 pub fn router(service: Arc<OrderService>) -> Router {
     let (s1, s2, s3) = (service.clone(), service.clone(), service.clone());
@@ -42,7 +43,8 @@ pub fn router(service: Arc<OrderService>) -> Router {
         })
         .route("POST", "/orders", move |request: &Request, _| {
             let buy = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
-            let order = placement(request, buy)?;
+            let key = request.header(IDEMPOTENCY_KEY);
+            let order = Placement::from_buy(buy, key).map_err(ApiError::bad_request)?;
             check_placement(&order)?;
             let bytes = order.batch_bytes();
             let number = placer.submit((order, request.request_id.clone()), bytes)?;
@@ -76,30 +78,6 @@ fn check_placement(order: &Placement) -> Result<(), ApiError> {
     order
         .key
         .as_deref()
-        .map_or(Ok(()), |key| valid_key(key).map(drop))
-}
-
-/// A buy and its `Idempotency-Key` header as an order to place (the front-end's and
-/// the order service's `POST /orders` alike).
-pub fn placement(request: &Request, buy: BuyRequest) -> Result<Placement, ApiError> {
-    Ok(Placement {
-        name: buy.name,
-        quantity: buy.quantity,
-        key: idempotency_key(request)?.map(str::to_string),
-    })
-}
-
-/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
-pub fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
-    request.header("idempotency-key").map(valid_key).transpose()
-}
-
-fn valid_key(key: &str) -> Result<&str, ApiError> {
-    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(key)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid idempotency-key: 1 to 255 visible ascii characters",
-        ))
-    }
+        .map_or(Ok(()), |key| valid_idempotency_key(key).map(drop))
+        .map_err(ApiError::bad_request)
 }

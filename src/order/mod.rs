@@ -15,7 +15,6 @@ pub mod log;
 pub mod service;
 pub mod table;
 
-pub use api::{idempotency_key, placement};
 pub use log::OrderLog;
 pub use service::OrderService;
 

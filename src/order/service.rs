@@ -3,8 +3,8 @@
 
 use super::log::{Begin, OrderLog, Outcome, Refusal};
 use crate::failpoint::{self, Point};
-use crate::http::backend::Backend;
 use crate::http::ApiError;
+use crate::peer::backend::Backend;
 use crate::wire::{BuyOutcome, CatalogBuy, CatalogBuys, Placement};
 use std::time::Instant;
 
@@ -156,7 +156,10 @@ impl OrderService {
             .send_json("POST", &format!("/buys/{buy_id}/resolve"), b"", &[], true)
             .is_ok_and(|reply| {
                 reply.status == 200
-                    && serde_json::from_slice::<crate::wire::Data<BuyOutcome>>(&reply.body).is_ok()
+                    && serde_json::from_slice::<crate::http::envelope::Data<BuyOutcome>>(
+                        &reply.body,
+                    )
+                    .is_ok()
             });
         failpoint::crash(Point::OrderAfterResolve);
         answered

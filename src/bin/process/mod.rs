@@ -9,9 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use toystore::cli::ServiceArgs;
-use toystore::http::backend::Backend;
 use toystore::http::ShutdownHandle;
 use toystore::logging;
+use toystore::peer::backend::Backend;
 use toystore::peer::PeerAddr;
 
 /// How long a service that stops waits for its last lines to be written: an output

@@ -2,9 +2,9 @@
 //! explicit timeouts, backend statuses passed through, and failures of the transport
 //! turned into 503/504 with the envelope.
 
-use super::error::ApiError;
+use crate::http::envelope::{Data, ErrorEnvelope, Item};
+use crate::http::ApiError;
 use crate::peer::PeerAddr;
-use crate::wire::{Data, ErrorEnvelope, Item};
 use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -3,44 +3,7 @@
 //! The lab named peers by bare host in env vars (`CATALOG=catalog`); containers and
 //! scripts often write a URL. All three forms are accepted and turned into one base URL.
 
-use crate::http::backend::Backend;
 use std::fmt;
-use std::time::Duration;
-
-/// How a service calls its peers (see `cli::BackendArgs` for the defaults' reasons).
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// How long a call may take before it fails as 504.
-    pub timeout: Duration,
-    /// Calls in flight to one peer at most (the bulkhead), and its idle connections.
-    pub max_in_flight: usize,
-    /// Sent as `Authorization: Bearer` on every call; `None`: calls carry none.
-    pub internal_token: Option<String>,
-}
-
-impl Default for PeerConfig {
-    fn default() -> Self {
-        PeerConfig {
-            timeout: Duration::from_millis(4000),
-            max_in_flight: 64,
-            internal_token: None,
-        }
-    }
-}
-
-impl PeerConfig {
-    /// A pooled client for the peer `name` at `addr`.
-    pub fn backend(&self, name: &'static str, addr: PeerAddr) -> Backend {
-        Backend::new(
-            name,
-            addr,
-            self.timeout.max(Duration::from_millis(1)),
-            self.max_in_flight,
-            2,
-        )
-        .with_internal_token(self.internal_token.as_deref())
-    }
-}
 
 /// The base URL of a peer service, without a trailing slash (`http://catalog:10086`).
 #[derive(Debug, Clone, PartialEq, Eq)]
