@@ -3,7 +3,9 @@
 //! Services meet only over HTTP; these types are the one place where the shape
 //! of a body is written down, so a change to a field shows up everywhere it is used.
 
+use crate::http::ApiError;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// Longest product name or category, in bytes. The catalog refuses a seed with a longer
 /// one, so a longer name names no product: the front-end answers it at once (404, or
@@ -76,15 +78,13 @@ impl BuyRequest {
     /// Parses and validates a JSON body. `quantity` must be a JSON integer ≥ 1 that fits
     /// the stock type: `0`, `-1`, `1.5`, `"2"`, `null`, a missing field or a number too
     /// large for u64 are all refused with a message saying so.
-    pub fn from_json(body: &[u8]) -> Result<BuyRequest, String> {
+    pub fn from_json(body: &[u8]) -> Result<BuyRequest, WireError> {
         let object = json_object(body)?;
         let name = match object.get("name") {
             Some(serde_json::Value::String(name)) if !name.is_empty() => name.clone(),
-            _ => return Err(BAD_NAME.into()),
+            _ => return Err(WireError::BadName),
         };
-        let quantity = object
-            .get("quantity")
-            .ok_or("invalid request: quantity is missing")?;
+        let quantity = object.get("quantity").ok_or(WireError::MissingQuantity)?;
         Ok(BuyRequest {
             name,
             quantity: quantity_from_json(quantity)?,
@@ -93,41 +93,108 @@ impl BuyRequest {
 }
 
 /// A request body that must be a JSON object.
-fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, WireError> {
     match serde_json::from_slice(body) {
         Ok(serde_json::Value::Object(object)) => Ok(object),
-        _ => Err("invalid request: body must be a json object".into()),
+        _ => Err(WireError::NotAnObject),
     }
 }
 
-const BAD_NAME: &str = "invalid request: name must be a non-empty string";
-const BAD_QUANTITY: &str = "invalid request: quantity must be a positive integer";
+/// Why a body, a path segment, a query or a header was refused: always a 400, with
+/// the contract's message as its `Display`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The body is not a JSON object.
+    NotAnObject,
+    /// `name` is missing, empty or not a string.
+    BadName,
+    /// `quantity` is missing from a buy.
+    MissingQuantity,
+    /// A buy's quantity is not an integer ≥ 1 that fits u64.
+    BadQuantity,
+    /// An order number is not decimal digits that fit u64.
+    BadOrderNumber,
+    /// An `Idempotency-Key` is not 1 to 255 visible ASCII characters.
+    BadIdempotencyKey,
+    /// `limit` is not an integer from 1 to [`ListQuery::MAX_LIMIT`].
+    BadLimit,
+    /// `offset` is not a non-negative integer.
+    BadOffset,
+    /// An update names a field other than `price` and `quantity`.
+    UnknownField(String),
+    /// An update's price is not a non-negative number.
+    BadPrice,
+    /// An update's stock is not a non-negative integer.
+    BadStock,
+    /// An update changes nothing.
+    NoChange,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::NotAnObject => f.write_str("invalid request: body must be a json object"),
+            WireError::BadName => f.write_str("invalid request: name must be a non-empty string"),
+            WireError::MissingQuantity => f.write_str("invalid request: quantity is missing"),
+            WireError::BadQuantity => {
+                f.write_str("invalid request: quantity must be a positive integer")
+            }
+            WireError::BadOrderNumber => {
+                f.write_str("invalid order number: must be a non-negative integer")
+            }
+            WireError::BadIdempotencyKey => {
+                f.write_str("invalid idempotency-key: 1 to 255 visible ascii characters")
+            }
+            WireError::BadLimit => write!(
+                f,
+                "invalid limit: must be an integer from 1 to {}",
+                ListQuery::MAX_LIMIT
+            ),
+            WireError::BadOffset => f.write_str("invalid offset: must be a non-negative integer"),
+            WireError::UnknownField(key) => write!(f, "invalid request: unknown field {key:?}"),
+            WireError::BadPrice => {
+                f.write_str("invalid request: price must be a non-negative number")
+            }
+            WireError::BadStock => {
+                f.write_str("invalid request: quantity must be a non-negative integer")
+            }
+            WireError::NoChange => f.write_str("invalid request: give price and/or quantity"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Every refusal of `wire` is the client's mistake: 400, with its message.
+impl From<WireError> for ApiError {
+    fn from(error: WireError) -> Self {
+        ApiError::bad_request(error.to_string())
+    }
+}
 
 /// A quantity that is there and ≥ 1.
-pub fn positive_quantity(quantity: Option<u64>) -> Result<u64, String> {
-    quantity
-        .filter(|&q| q >= 1)
-        .ok_or_else(|| BAD_QUANTITY.into())
+pub fn positive_quantity(quantity: Option<u64>) -> Result<u64, WireError> {
+    quantity.filter(|&q| q >= 1).ok_or(WireError::BadQuantity)
 }
 
 /// A quantity from JSON: an integer ≥ 1 that fits in u64.
-pub fn quantity_from_json(value: &serde_json::Value) -> Result<u64, String> {
+pub fn quantity_from_json(value: &serde_json::Value) -> Result<u64, WireError> {
     positive_quantity(value.as_u64())
 }
 
 /// A quantity from a path segment (`POST /Tux/2`): decimal digits only, ≥ 1, fits in u64.
-pub fn quantity_from_text(text: &str) -> Result<u64, String> {
+pub fn quantity_from_text(text: &str) -> Result<u64, WireError> {
     let digits = text.bytes().all(|b| b.is_ascii_digit());
     positive_quantity(text.parse().ok().filter(|_| digits))
 }
 
 /// An order number from a path segment (`GET /orders/7`): decimal digits only (no sign,
 /// no blanks), fitting in u64; anything else is refused with a message saying so.
-pub fn order_number_from_text(text: &str) -> Result<u64, String> {
+pub fn order_number_from_text(text: &str) -> Result<u64, WireError> {
     text.parse()
         .ok()
         .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| "invalid order number: must be a non-negative integer".into())
+        .ok_or(WireError::BadOrderNumber)
 }
 
 /// The catalog's internal buy: idempotent on `buy_id`.
@@ -193,18 +260,18 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// An `Idempotency-Key`: 1 to 255 visible ASCII characters. The bound keeps every
 /// order's intent record small.
-pub fn valid_idempotency_key(key: &str) -> Result<&str, String> {
+pub fn valid_idempotency_key(key: &str) -> Result<&str, WireError> {
     if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key)
     } else {
-        Err("invalid idempotency-key: 1 to 255 visible ascii characters".into())
+        Err(WireError::BadIdempotencyKey)
     }
 }
 
 impl Placement {
     /// A buy and its `Idempotency-Key` header, if any, as an order to place (the
     /// front-end's and the order service's `POST /orders` alike).
-    pub fn from_buy(buy: BuyRequest, key: Option<&str>) -> Result<Placement, String> {
+    pub fn from_buy(buy: BuyRequest, key: Option<&str>) -> Result<Placement, WireError> {
         Ok(Placement {
             name: buy.name,
             quantity: buy.quantity,
@@ -217,9 +284,9 @@ impl Placement {
 
     /// What `POST /orders` checks of its body, for an order inside a batch (the key is
     /// the order service's to check).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), WireError> {
         if self.name.is_empty() {
-            return Err(BAD_NAME.into());
+            return Err(WireError::BadName);
         }
         positive_quantity(Some(self.quantity)).map(drop)
     }
@@ -351,7 +418,7 @@ impl ListQuery {
 
     /// Validates decoded query pairs. Unknown parameters are ignored, as HTTP APIs
     /// customarily do; known ones with bad values are refused.
-    pub fn from_pairs(pairs: &[(String, String)]) -> Result<ListQuery, String> {
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<ListQuery, WireError> {
         let mut query = ListQuery {
             limit: 100,
             ..ListQuery::default()
@@ -367,16 +434,11 @@ impl ListQuery {
                     {
                         query.limit = n
                     }
-                    _ => {
-                        return Err(format!(
-                            "invalid limit: must be an integer from 1 to {}",
-                            Self::MAX_LIMIT
-                        ))
-                    }
+                    _ => return Err(WireError::BadLimit),
                 },
                 "offset" => match value.parse::<usize>() {
                     Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) => query.offset = n,
-                    _ => return Err("invalid offset: must be a non-negative integer".into()),
+                    _ => return Err(WireError::BadOffset),
                 },
                 _ => {}
             }
@@ -434,28 +496,25 @@ pub struct ProductUpdate {
 
 impl ProductUpdate {
     /// Parses and validates: at least one of the two, nothing else, sane values.
-    pub fn from_json(body: &[u8]) -> Result<ProductUpdate, String> {
+    pub fn from_json(body: &[u8]) -> Result<ProductUpdate, WireError> {
         let object = json_object(body)?;
         if let Some(key) = object.keys().find(|k| *k != "price" && *k != "quantity") {
-            return Err(format!("invalid request: unknown field {key:?}"));
+            return Err(WireError::UnknownField(key.clone()));
         }
         let price = match object.get("price") {
             None => None,
             Some(v) => match v.as_f64() {
                 // `-0.0 >= 0.0` holds, but a negative zero is no price.
                 Some(p) if p.is_finite() && p.is_sign_positive() && v.is_number() => Some(p),
-                _ => return Err("invalid request: price must be a non-negative number".into()),
+                _ => return Err(WireError::BadPrice),
             },
         };
         let quantity = match object.get("quantity") {
             None => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .ok_or("invalid request: quantity must be a non-negative integer")?,
-            ),
+            Some(v) => Some(v.as_u64().ok_or(WireError::BadStock)?),
         };
         if price.is_none() && quantity.is_none() {
-            return Err("invalid request: give price and/or quantity".into());
+            return Err(WireError::NoChange);
         }
         Ok(ProductUpdate { price, quantity })
     }

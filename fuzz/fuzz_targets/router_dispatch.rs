@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 use toystore::http::body::take_body;
 use toystore::http::request::parse_head;
 use toystore::http::{ApiError, Limits, Request, Response, Router};
-use toystore::wire::{quantity_from_text, BuyRequest, ListQuery, ProductUpdate};
+use toystore::wire::{quantity_from_text, BuyRequest, ListQuery, ProductUpdate, WireError};
 
-fn bad(message: String) -> ApiError {
-    ApiError::bad_request(message)
+fn bad(error: WireError) -> ApiError {
+    error.into()
 }
 
 fn router() -> &'static Router {

@@ -15,8 +15,8 @@ impl From<CatalogError> for ApiError {
     fn from(error: CatalogError) -> Self {
         match error {
             CatalogError::UnknownProduct => ApiError::not_found("product not found"),
-            CatalogError::OutOfStock => ApiError::new(409, "out of stock"),
-            CatalogError::Voided => ApiError::new(409, "buy was voided"),
+            CatalogError::OutOfStock => ApiError::conflict("out of stock"),
+            CatalogError::Voided => ApiError::conflict("buy was voided"),
             CatalogError::Storage(e) => {
                 crate::logging::warn(format!("catalog: storage failure: {e}"));
                 storage_unavailable()
@@ -27,7 +27,7 @@ impl From<CatalogError> for ApiError {
 
 /// The change was not made: it could not be made durable (contract: storage failures).
 fn storage_unavailable() -> ApiError {
-    ApiError::new(503, "storage unavailable")
+    ApiError::unavailable("storage unavailable")
 }
 
 fn view(product: &Product) -> ProductView {
@@ -48,9 +48,8 @@ fn list_item(product: Product) -> ProductListItem {
 }
 
 fn valid(buy: &CatalogBuy) -> Result<(), ApiError> {
-    positive_quantity(Some(buy.quantity))
-        .map(drop)
-        .map_err(ApiError::bad_request)
+    positive_quantity(Some(buy.quantity))?;
+    Ok(())
 }
 
 fn item<T>(result: Result<T, ApiError>) -> Item<T> {
@@ -79,7 +78,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             Ok(Response::data(&serde_json::json!({"status": "ok", "service": "catalog", "products": c1.stock().len()})))
         })
         .route("GET", "/products", move |request: &Request, _| {
-            let query = ListQuery::from_pairs(&request.query_pairs()?).map_err(ApiError::bad_request)?;
+            let query = ListQuery::from_pairs(&request.query_pairs()?)?;
             let items: Vec<ProductListItem> = c2.list(&query).into_iter().map(list_item).collect();
             Ok(Response::data(&items))
         })
@@ -88,7 +87,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             Ok(Response::data(&view(&product)))
         })
         .route_for(Access::AdminOrService(admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
-            let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
+            let update = ProductUpdate::from_json(&request.body)?;
             Ok(Response::data(&view(&c4.update(params.get(0), update)?)))
         })
         .route("POST", "/buy", move |request: &Request, _| {

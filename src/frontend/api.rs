@@ -51,8 +51,8 @@ fn gather<T: serde::Serialize>(
     item: T,
     deadline: Instant,
 ) -> HandlerResult {
-    let bytes =
-        batch::share(&item).ok_or_else(|| ApiError::new(413, "request too large to forward"))?;
+    let bytes = batch::share(&item)
+        .ok_or_else(|| ApiError::payload_too_large("request too large to forward"))?;
     let call = Call {
         request_id: request.request_id.clone(),
         deadline: Some(deadline),
@@ -148,7 +148,7 @@ fn buy(
 ) -> HandlerResult {
     let deadline = frontend.order.deadline(request.started);
     let key = request.header(IDEMPOTENCY_KEY);
-    let order = Placement::from_buy(buy, key).map_err(ApiError::bad_request)?;
+    let order = Placement::from_buy(buy, key)?;
     could_be_product(&order.name)?;
     gather(buys, &frontend.order, request, order, deadline)
 }
@@ -183,7 +183,7 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Ok(Response::data(&body))
         })
         .route_for(Access::Public, "GET", "/products", move |request: &Request, _| {
-            let query = ListQuery::from_pairs(&request.query_pairs()?).map_err(ApiError::bad_request)?;
+            let query = ListQuery::from_pairs(&request.query_pairs()?)?;
             if query.matches_nothing() {
                 return Ok(Response::data(&Vec::<ProductListItem>::new()));
             }
@@ -197,7 +197,7 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             gather(&queries, &query.catalog, request, params.get(0).to_string(), deadline)
         })
         .route_for(Access::Admin(frontend_admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
-            let update = ProductUpdate::from_json(&request.body).map_err(ApiError::bad_request)?;
+            let update = ProductUpdate::from_json(&request.body)?;
             could_be_product(params.get(0))?;
             let body = serde_json::to_vec(&update).unwrap_or_default();
             // The catalog checks the admin token again only where there is no internal
@@ -209,15 +209,15 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Ok(relay(put.catalog.put_by(&path, &body, &headers, deadline)?))
         })
         .route_for(Access::Public, "POST", "/orders", move |request: &Request, _| {
-            let order = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
+            let order = BuyRequest::from_json(&request.body)?;
             buy(&buyer, &buys, request, order)
         })
         .route_for(Access::Public, "POST", "/{name}/{quantity}", move |request: &Request, params| {
-            let quantity = quantity_from_text(params.get(1)).map_err(ApiError::bad_request)?;
+            let quantity = quantity_from_text(params.get(1))?;
             buy(&lab_buyer, &lab_buys, request, BuyRequest { name: params.get(0).to_string(), quantity })
         })
         .route_for(Access::Public, "GET", "/orders/{number}", move |request: &Request, params| {
-            let number = order_number_from_text(params.get(0)).map_err(ApiError::bad_request)?;
+            let number = order_number_from_text(params.get(0))?;
             let deadline = lookup.order.deadline(request.started);
             Ok(relay(lookup.order.get_by(&format!("/orders/{number}"), &request.request_id, deadline)?))
         })

@@ -37,29 +37,27 @@ pub fn check(access: &Access, request: &Request, internal: Option<&str>) -> Resu
         Access::Public => Ok(()),
         Access::Internal => match (internal, given) {
             (None, _) => Ok(()),
-            (Some(_), None) => Err(ApiError::new(
-                401,
+            (Some(_), None) => Err(ApiError::unauthorized(
                 "missing internal token: this route is for the store's services",
             )),
             (Some(expected), Some(given)) if same(given, expected) => Ok(()),
-            (Some(_), Some(_)) => Err(ApiError::new(403, "invalid internal token")),
+            (Some(_), Some(_)) => Err(ApiError::forbidden("invalid internal token")),
         },
         Access::Admin(admin) | Access::AdminOrService(admin) => {
             let admin = admin.as_deref().filter(|t| !t.is_empty());
             let internal = internal.filter(|_| matches!(access, Access::AdminOrService(_)));
             let Some(given) = given else {
-                return Err(ApiError::new(401, "missing admin token"));
+                return Err(ApiError::unauthorized("missing admin token"));
             };
             // Both comparisons always run, so the time taken tells nothing about which.
             let by_service = internal.is_some_and(|expected| same(given, expected));
             let by_admin = admin.is_some_and(|expected| same(given, expected));
             match (by_service | by_admin, admin) {
                 (true, _) => Ok(()),
-                (false, None) => Err(ApiError::new(
-                    403,
+                (false, None) => Err(ApiError::forbidden(
                     "admin updates are disabled: no admin token is configured",
                 )),
-                (false, Some(_)) => Err(ApiError::new(403, "invalid admin token")),
+                (false, Some(_)) => Err(ApiError::forbidden("invalid admin token")),
             }
         }
     }

@@ -364,7 +364,7 @@ impl Conn {
             catch_unwind(AssertUnwindSafe(|| shared.dispatch(&request))).unwrap_or_else(|_| {
                 Routed {
                     route: "panic",
-                    response: ApiError::new(500, "internal error").into(),
+                    response: ApiError::internal("internal error").into(),
                 }
             });
         shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -16,7 +16,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with any status.
+    /// An error with any status: for a status passed on from a peer. A status this
+    /// code decides on has its named constructor below, so the statuses a service
+    /// answers with can be found by name.
     pub fn new(status: u16, message: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
             status,
@@ -29,14 +31,74 @@ impl ApiError {
         Self::new(400, message)
     }
 
+    /// 401: no credentials where a route needs them.
+    pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(401, message)
+    }
+
+    /// 403: credentials that do not allow this route.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(403, message)
+    }
+
     /// 404: the thing named does not exist.
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(404, message)
     }
 
-    /// 503: a backend is down or refused.
+    /// 405: the path exists, the method does not (the router adds `Allow`).
+    pub fn method_not_allowed(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(405, message)
+    }
+
+    /// 408: the request did not arrive in time.
+    pub fn request_timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(408, message)
+    }
+
+    /// 409: the request conflicts with the state (out of stock, a voided buy, a key in progress).
+    pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(409, message)
+    }
+
+    /// 413: a body too large to take or to forward.
+    pub fn payload_too_large(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(413, message)
+    }
+
+    /// 417: an `Expect` the server does not support.
+    pub fn expectation_failed(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(417, message)
+    }
+
+    /// 422: a well-formed request that cannot be done as asked (a reused idempotency key).
+    pub fn unprocessable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(422, message)
+    }
+
+    /// 431: request line and headers over the limit.
+    pub fn headers_too_large(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(431, message)
+    }
+
+    /// 500: a bug or an impossible state.
+    pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(500, message)
+    }
+
+    /// 502: a peer answered with something malformed.
+    pub fn bad_gateway(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(502, message)
+    }
+
+    /// 503: a backend or the storage is unavailable, or the server is saturated.
     pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(503, message)
+    }
+
+    /// 504: a backend did not answer in time.
+    pub fn gateway_timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(504, message)
     }
 }
 
@@ -84,10 +146,12 @@ impl ProtocolError {
     pub fn to_api_error(self) -> ApiError {
         match self {
             ProtocolError::Malformed(why) => ApiError::bad_request(why),
-            ProtocolError::HeadTooLarge => ApiError::new(431, "request headers too large"),
-            ProtocolError::BodyTooLarge => ApiError::new(413, "request body too large"),
-            ProtocolError::ExpectationFailed => ApiError::new(417, "expectation not supported"),
-            ProtocolError::Timeout => ApiError::new(408, "request timed out"),
+            ProtocolError::HeadTooLarge => ApiError::headers_too_large("request headers too large"),
+            ProtocolError::BodyTooLarge => ApiError::payload_too_large("request body too large"),
+            ProtocolError::ExpectationFailed => {
+                ApiError::expectation_failed("expectation not supported")
+            }
+            ProtocolError::Timeout => ApiError::request_timeout("request timed out"),
         }
     }
 }

@@ -186,7 +186,7 @@ impl Router {
             if allowed.contains(&"GET") {
                 allowed.push("HEAD");
             }
-            let response = Response::from(ApiError::new(405, "method not allowed"))
+            let response = Response::from(ApiError::method_not_allowed("method not allowed"))
                 .with_header("Allow", allowed.join(", "));
             return Routed {
                 route: "method-not-allowed",

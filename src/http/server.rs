@@ -521,7 +521,7 @@ impl Reactor {
                         .metrics
                         .protocol_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    refuse(conn.stream, ApiError::new(408, "request timed out"));
+                    refuse(conn.stream, ApiError::request_timeout("request timed out"));
                 }
             }
         }

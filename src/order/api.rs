@@ -35,16 +35,16 @@ pub fn router(service: Arc<OrderService>) -> Router {
     Router::new()
         .route_for(Access::Public, "GET", "/health", move |_, _| {
             if !s1.log.writable() {
-                return Err(ApiError::new(503, "storage unavailable"));
+                return Err(ApiError::unavailable("storage unavailable"));
             }
             let catalog = if s1.catalog.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": s1.log.count(), "unresolved": s1.log.unresolved().len()});
             Ok(Response::data(&body))
         })
         .route("POST", "/orders", move |request: &Request, _| {
-            let buy = BuyRequest::from_json(&request.body).map_err(ApiError::bad_request)?;
+            let buy = BuyRequest::from_json(&request.body)?;
             let key = request.header(IDEMPOTENCY_KEY);
-            let order = Placement::from_buy(buy, key).map_err(ApiError::bad_request)?;
+            let order = Placement::from_buy(buy, key)?;
             check_placement(&order)?;
             let bytes = order.batch_bytes();
             let number = placer.submit((order, request.request_id.clone()), bytes)?;
@@ -60,7 +60,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
             Ok(Response::data(&items))
         })
         .route("GET", "/orders/{number}", move |_, params| {
-            let number = order_number_from_text(params.get(0)).map_err(ApiError::bad_request)?;
+            let number = order_number_from_text(params.get(0))?;
             let order = s3.log.get(number).map_err(service::storage_failure)?;
             order.map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
         })
@@ -68,7 +68,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
 
 /// What `POST /orders` checks of its body and key, also for each order of a batch.
 fn check_placement(order: &Placement) -> Result<(), ApiError> {
-    order.check().map_err(ApiError::bad_request)?;
+    order.check()?;
     // A name no product can have is refused before anything is logged, so such requests
     // cannot grow the order log; the bound also keeps every intent record under 1 KiB
     // (with the 255-byte key). Other unknown names cost one bounded intent and its abort.
@@ -79,5 +79,5 @@ fn check_placement(order: &Placement) -> Result<(), ApiError> {
         .key
         .as_deref()
         .map_or(Ok(()), |key| valid_idempotency_key(key).map(drop))
-        .map_err(ApiError::bad_request)
+        .map_err(ApiError::from)
 }

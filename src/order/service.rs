@@ -40,18 +40,16 @@ impl OrderService {
                 Ok(Begin::Replay(Outcome::Refused(refusal))) => {
                     Err(ApiError::new(refusal.status, refusal.message))
                 }
-                Ok(Begin::InProgress) => Err(ApiError::new(
-                    409,
+                Ok(Begin::InProgress) => Err(ApiError::conflict(
                     "a request with this idempotency key is still in progress",
                 )),
-                Ok(Begin::KeyReused) => Err(ApiError::new(
-                    422,
+                Ok(Begin::KeyReused) => Err(ApiError::unprocessable(
                     "idempotency key reused with a different request",
                 )),
                 Ok(Begin::Started(buy_id, ticket)) => {
                     started.push((index, buy_id));
                     last = Some(ticket);
-                    Err(ApiError::new(500, "buy not settled"))
+                    Err(ApiError::internal("buy not settled"))
                 }
             });
         }
@@ -133,7 +131,7 @@ impl OrderService {
                 failpoint::crash(Point::OrderAfterCommitDurable);
                 for (&(index, _), number) in applied.iter().zip(numbers) {
                     results[index] =
-                        number.ok_or_else(|| ApiError::new(500, "buy was settled twice"));
+                        number.ok_or_else(|| ApiError::internal("buy was settled twice"));
                 }
             }
             Err(e) => {
@@ -185,5 +183,5 @@ impl OrderService {
 /// contract's answer to a change that could not be made durable).
 pub(crate) fn storage_failure(error: std::io::Error) -> ApiError {
     crate::logging::warn(format!("order: storage failure: {error}"));
-    ApiError::new(503, "storage unavailable")
+    ApiError::unavailable("storage unavailable")
 }

@@ -128,19 +128,18 @@ impl BackendError {
     pub fn to_api_error(&self) -> ApiError {
         match self {
             BackendError::Refused(name) | BackendError::Unavailable(name) => {
-                ApiError::new(503, format!("{name} service is unavailable"))
+                ApiError::unavailable(format!("{name} service is unavailable"))
             }
             BackendError::Timeout(name) => {
-                ApiError::new(504, format!("{name} service did not answer in time"))
+                ApiError::gateway_timeout(format!("{name} service did not answer in time"))
             }
             BackendError::Saturated(name) => {
-                ApiError::new(503, format!("{name} service is not keeping up, try again"))
+                ApiError::unavailable(format!("{name} service is not keeping up, try again"))
             }
             // What the peer would answer to a head over its limit.
-            BackendError::Unsendable(name) => ApiError::new(
-                431,
-                format!("request too large to forward to the {name} service"),
-            ),
+            BackendError::Unsendable(name) => ApiError::headers_too_large(format!(
+                "request too large to forward to the {name} service"
+            )),
         }
     }
 }
@@ -292,10 +291,10 @@ impl Backend {
         if reply.status != 200 {
             return Err(match serde_json::from_slice::<ErrorEnvelope>(&reply.body) {
                 Ok(envelope) => envelope.error.into(),
-                Err(_) => ApiError::new(
-                    502,
-                    format!("{} service failed ({})", self.name, reply.status),
-                ),
+                Err(_) => ApiError::bad_gateway(format!(
+                    "{} service failed ({})",
+                    self.name, reply.status
+                )),
             });
         }
         match serde_json::from_slice::<Data<Vec<Item<T>>>>(&reply.body) {
@@ -304,10 +303,10 @@ impl Backend {
                 .into_iter()
                 .map(|item| item.into_result().map_err(ApiError::from))
                 .collect()),
-            _ => Err(ApiError::new(
-                502,
-                format!("{} service sent a malformed batch reply", self.name),
-            )),
+            _ => Err(ApiError::bad_gateway(format!(
+                "{} service sent a malformed batch reply",
+                self.name
+            ))),
         }
     }
 
