@@ -1,6 +1,6 @@
 //! The order service's HTTP routes, and what `POST /orders` checks of an order.
 
-use super::service::{self, OrderService};
+use super::service::{self, OrderError, OrderService};
 use crate::http::auth::Access;
 use crate::http::envelope::{ErrorBody, Item};
 use crate::http::{ApiError, Request, Response, Router};
@@ -10,6 +10,23 @@ use crate::wire::{
     Placement, Placements, IDEMPOTENCY_KEY,
 };
 use std::sync::Arc;
+
+/// The one place an order's failure becomes a status.
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            // The contract's answer to a change that could not be made durable.
+            OrderError::Storage => ApiError::unavailable(error.to_string()),
+            OrderError::KeyInProgress => ApiError::conflict(error.to_string()),
+            OrderError::KeyReused => ApiError::unprocessable(error.to_string()),
+            OrderError::Catalog(error) => error,
+            OrderError::Replayed(refusal) => ApiError::new(refusal.status, refusal.message),
+            OrderError::Unsettled | OrderError::SettledTwice => {
+                ApiError::internal(error.to_string())
+            }
+        }
+    }
+}
 
 /// Orders waiting to be placed together, with the request id of each.
 type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
@@ -29,13 +46,13 @@ pub fn router(service: Arc<OrderService>) -> Router {
         batch::MAX_BYTES,
         Box::new(move |items: Vec<(Placement, String)>| {
             let (orders, request_id) = batch::with_leader_id(items);
-            service.place_many(&orders, &request_id)
+            place(&service, &orders, &request_id)
         }),
     );
     Router::new()
         .route_for(Access::Public, "GET", "/health", move |_, _| {
             if !s1.log.writable() {
-                return Err(ApiError::unavailable("storage unavailable"));
+                return Err(OrderError::Storage.into());
             }
             let catalog = if s1.catalog.is_up() { "up" } else { "down" };
             let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": s1.log.count(), "unresolved": s1.log.unresolved().len()});
@@ -52,7 +69,7 @@ pub fn router(service: Arc<OrderService>) -> Router {
         })
         .route("POST", "/orders/batch", move |request: &Request, _| {
             let batch: Placements = request.json_body("{\"orders\": [{name, quantity, key?}, ...]}")?;
-            let placed = batch::run_checked(batch.orders, check_placement, |orders| s2.place_many(&orders, &request.request_id));
+            let placed = batch::run_checked(batch.orders, check_placement, |orders| place(&s2, &orders, &request.request_id));
             let items: Vec<Item<OrderPlaced>> = placed
                 .into_iter()
                 .map(|result| Item::new(result.map(|order_number| OrderPlaced { order_number }).map_err(ErrorBody::from)))
@@ -64,6 +81,19 @@ pub fn router(service: Arc<OrderService>) -> Router {
             let order = s3.log.get(number).map_err(service::storage_failure)?;
             order.map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
         })
+}
+
+/// Places `orders`, each failure as its status.
+fn place(
+    service: &OrderService,
+    orders: &[Placement],
+    request_id: &str,
+) -> Vec<Result<u64, ApiError>> {
+    let placed = service.place_many(orders, request_id);
+    placed
+        .into_iter()
+        .map(|result| result.map_err(ApiError::from))
+        .collect()
 }
 
 /// What `POST /orders` checks of its body and key, also for each order of a batch.

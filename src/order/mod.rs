@@ -7,7 +7,8 @@
 //!
 //! - [`run`]: the service, from its [`OrderConfig`], on a bound listener; its resolver
 //!   aborts open buys whenever the catalog answers.
-//! - [`api`]: the HTTP routes. [`service`]: placing orders (the buy protocol's steps).
+//! - [`api`]: the HTTP routes, and [`OrderError`]'s statuses. [`service`]: placing
+//!   orders (the buy protocol's steps).
 //! - [`log`]: the durable order log and its recovery; [`table`]: orders in memory.
 
 pub mod api;
@@ -16,7 +17,7 @@ pub mod service;
 pub mod table;
 
 pub use log::OrderLog;
-pub use service::OrderService;
+pub use service::{OrderError, OrderService};
 
 use crate::http::{self, MetricsExtra, ServerConfig, ShutdownHandle};
 use crate::peer::{PeerAddr, PeerConfig};

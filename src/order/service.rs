@@ -6,7 +6,47 @@ use crate::failpoint::{self, Point};
 use crate::http::ApiError;
 use crate::peer::backend::Backend;
 use crate::wire::{BuyOutcome, CatalogBuy, CatalogBuys, Placement};
+use std::fmt;
 use std::time::Instant;
+
+/// Why an order was not placed (the statuses are `api`'s: `From<OrderError> for
+/// ApiError`).
+#[derive(Debug, Clone)]
+pub enum OrderError {
+    /// The order log could not be read or made durable (said on stderr where it
+    /// happened): nothing was placed.
+    Storage,
+    /// Another request with this idempotency key is being placed.
+    KeyInProgress,
+    /// This idempotency key came before with a different order.
+    KeyReused,
+    /// The catalog refused the buy, or could not be reached: its answer, passed on.
+    Catalog(ApiError),
+    /// The catalog's refusal of the first request with this idempotency key, replayed.
+    Replayed(Refusal),
+    /// A buy whose outcome was never filled in (a bug).
+    Unsettled,
+    /// A buy committed twice (a bug).
+    SettledTwice,
+}
+
+impl fmt::Display for OrderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderError::Storage => f.write_str("storage unavailable"),
+            OrderError::KeyInProgress => {
+                f.write_str("a request with this idempotency key is still in progress")
+            }
+            OrderError::KeyReused => f.write_str("idempotency key reused with a different request"),
+            OrderError::Catalog(error) => f.write_str(&error.message),
+            OrderError::Replayed(refusal) => f.write_str(&refusal.message),
+            OrderError::Unsettled => f.write_str("buy not settled"),
+            OrderError::SettledTwice => f.write_str("buy was settled twice"),
+        }
+    }
+}
+
+impl std::error::Error for OrderError {}
 
 /// The order service's state: its log, and the catalog it buys from.
 pub struct OrderService {
@@ -25,7 +65,11 @@ impl OrderService {
     /// Places orders: their intents (one fsync), their catalog buys (one call), their
     /// aborts and commits (one fsync each, when there are any). One result per order,
     /// in order: the order number, or why not.
-    pub fn place_many(&self, orders: &[Placement], request_id: &str) -> Vec<Result<u64, ApiError>> {
+    pub fn place_many(
+        &self,
+        orders: &[Placement],
+        request_id: &str,
+    ) -> Vec<Result<u64, OrderError>> {
         let mut results = Vec::with_capacity(orders.len());
         let mut started = Vec::new();
         let mut last = None;
@@ -37,19 +81,13 @@ impl OrderService {
             results.push(match begun {
                 Err(e) => Err(storage_failure(e)),
                 Ok(Begin::Replay(Outcome::Placed(number))) => Ok(number),
-                Ok(Begin::Replay(Outcome::Refused(refusal))) => {
-                    Err(ApiError::new(refusal.status, refusal.message))
-                }
-                Ok(Begin::InProgress) => Err(ApiError::conflict(
-                    "a request with this idempotency key is still in progress",
-                )),
-                Ok(Begin::KeyReused) => Err(ApiError::unprocessable(
-                    "idempotency key reused with a different request",
-                )),
+                Ok(Begin::Replay(Outcome::Refused(refusal))) => Err(OrderError::Replayed(refusal)),
+                Ok(Begin::InProgress) => Err(OrderError::KeyInProgress),
+                Ok(Begin::KeyReused) => Err(OrderError::KeyReused),
                 Ok(Begin::Started(buy_id, ticket)) => {
                     started.push((index, buy_id));
                     last = Some(ticket);
-                    Err(ApiError::internal("buy not settled"))
+                    Err(OrderError::Unsettled)
                 }
             });
         }
@@ -103,7 +141,7 @@ impl OrderService {
                 Err(refusal) if outcomes.is_ok() && (400..500).contains(&refusal.status) => {
                     let kept = Refusal::new(refusal.status, &refusal.message);
                     aborted.push((buy_id, Some(kept)));
-                    results[index] = Err(refusal);
+                    results[index] = Err(OrderError::Catalog(refusal));
                 }
                 // The catalog may or may not have applied it: void it there (giving the
                 // stock back if it did), then abort it here.
@@ -114,7 +152,7 @@ impl OrderService {
                     } else {
                         self.log.release(buy_id);
                     }
-                    results[index] = Err(error);
+                    results[index] = Err(OrderError::Catalog(error));
                 }
             }
         }
@@ -130,8 +168,7 @@ impl OrderService {
             Ok(numbers) => {
                 failpoint::crash(Point::OrderAfterCommitDurable);
                 for (&(index, _), number) in applied.iter().zip(numbers) {
-                    results[index] =
-                        number.ok_or_else(|| ApiError::internal("buy was settled twice"));
+                    results[index] = number.ok_or(OrderError::SettledTwice);
                 }
             }
             Err(e) => {
@@ -179,9 +216,8 @@ impl OrderService {
     }
 }
 
-/// A failed read or write of the order files: said on stderr, a 503 to the client (the
-/// contract's answer to a change that could not be made durable).
-pub(crate) fn storage_failure(error: std::io::Error) -> ApiError {
+/// A failed read or write of the order files, said on stderr.
+pub(crate) fn storage_failure(error: std::io::Error) -> OrderError {
     crate::logging::warn(format!("order: storage failure: {error}"));
-    ApiError::unavailable("storage unavailable")
+    OrderError::Storage
 }
