@@ -91,7 +91,9 @@ fn router() -> (Router, Held) {
         .route("GET", "/id", |r: &Request, _| {
             Ok(Response::data(&r.request_id))
         })
-        .route("GET", "/name/{name}", |_, p| Ok(Response::data(&p.get(0))))
+        .route("GET", "/name/{name}", |_, p| {
+            Ok(Response::data(&p.get("name")))
+        })
         .route("GET", "/empty", |_, _| {
             Ok(Response {
                 status: 204,

@@ -7,11 +7,7 @@ use std::sync::OnceLock;
 use toystore::http::body::take_body;
 use toystore::http::request::parse_head;
 use toystore::http::{ApiError, Limits, Request, Response, Router};
-use toystore::wire::{quantity_from_text, BuyRequest, ListQuery, ProductUpdate, WireError};
-
-fn bad(error: WireError) -> ApiError {
-    error.into()
-}
+use toystore::wire::{quantity_from_text, BuyRequest, ListQuery, ProductUpdate};
 
 fn router() -> &'static Router {
     static ROUTER: OnceLock<Router> = OnceLock::new();
@@ -19,29 +15,29 @@ fn router() -> &'static Router {
         Router::new()
             .route("GET", "/health", |_, _| Ok(Response::data(&"ok")))
             .route("GET", "/products", |request: &Request, _| {
-                let filter = ListQuery::from_pairs(&request.query_pairs()?).map_err(bad)?;
+                let filter = ListQuery::from_pairs(&request.query_pairs()?)?;
                 Ok(Response::data(&filter.to_query_string()))
             })
             .route("GET", "/products/{name}", |_, params| {
-                Ok(Response::data(&params.get(0)))
+                Ok(Response::data(&params.get("name")))
             })
             .route("PUT", "/products/{name}", |request: &Request, _| {
-                let update = ProductUpdate::from_json(&request.body).map_err(bad)?;
+                let update = ProductUpdate::from_json(&request.body)?;
                 Ok(Response::data(&update))
             })
             .route("POST", "/orders", |request: &Request, _| {
-                let buy = BuyRequest::from_json(&request.body).map_err(bad)?;
+                let buy = BuyRequest::from_json(&request.body)?;
                 Ok(Response::data(&buy))
             })
             .route("POST", "/{name}/{quantity}", |_, params| {
-                let quantity = quantity_from_text(params.get(1)).map_err(bad)?;
-                Ok(Response::data(&(params.get(0), quantity)))
+                let quantity = quantity_from_text(params.get("quantity"))?;
+                Ok(Response::data(&(params.get("name"), quantity)))
             })
             .route("GET", "/orders/{number}", |_, params| {
                 let number = params
-                    .get(0)
+                    .get("number")
                     .parse::<u64>()
-                    .map_err(|_| bad("bad number".into()))?;
+                    .map_err(|_| ApiError::bad_request("bad number"))?;
                 Ok(Response::data(&number))
             })
     })

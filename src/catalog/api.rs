@@ -59,58 +59,48 @@ fn item<T>(result: Result<T, ApiError>) -> Item<T> {
 /// The catalog's routes over `catalog`: `/health` is public, updates are for an admin
 /// with `admin_token` (or a service), everything else for the other services only.
 pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
-    let (c1, c2, c3, c4, c5, c6, c7, c8) = (
-        catalog.clone(),
-        catalog.clone(),
-        catalog.clone(),
-        catalog.clone(),
-        catalog.clone(),
-        catalog.clone(),
-        catalog.clone(),
-        catalog,
-    );
-    Router::new()
-        .route_for(Access::Public, "GET", "/health", move |_, _| {
+    Router::with_state(catalog)
+        .route_for(Access::Public, "GET", "/health", |catalog: &Catalog, _, _| {
             // 503 while changes cannot be made durable; the probe notices when they can.
-            if !c1.writable() {
+            if !catalog.writable() {
                 return Err(storage_unavailable());
             }
-            Ok(Response::data(&serde_json::json!({"status": "ok", "service": "catalog", "products": c1.stock().len()})))
+            Ok(Response::data(&serde_json::json!({"status": "ok", "service": "catalog", "products": catalog.stock().len()})))
         })
-        .route("GET", "/products", move |request: &Request, _| {
+        .route("GET", "/products", |catalog: &Catalog, request: &Request, _| {
             let query = ListQuery::from_pairs(&request.query_pairs()?)?;
-            let items: Vec<ProductListItem> = c2.list(&query).into_iter().map(list_item).collect();
+            let items: Vec<ProductListItem> = catalog.list(&query).into_iter().map(list_item).collect();
             Ok(Response::data(&items))
         })
-        .route("GET", "/products/{name}", move |_, params| {
-            let product = c3.get(params.get(0)).ok_or(CatalogError::UnknownProduct)?;
+        .route("GET", "/products/{name}", |catalog: &Catalog, _, params| {
+            let product = catalog.get(params.get("name")).ok_or(CatalogError::UnknownProduct)?;
             Ok(Response::data(&view(&product)))
         })
-        .route_for(Access::AdminOrService(admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
+        .route_for(Access::AdminOrService(admin_token), "PUT", "/products/{name}", |catalog: &Catalog, request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body)?;
-            Ok(Response::data(&view(&c4.update(params.get(0), update)?)))
+            Ok(Response::data(&view(&catalog.update(params.get("name"), update)?)))
         })
-        .route("POST", "/buy", move |request: &Request, _| {
+        .route("POST", "/buy", |catalog: &Catalog, request: &Request, _| {
             let buy: CatalogBuy = serde_json::from_slice(&request.body)
                 .ok()
                 .filter(|b: &CatalogBuy| b.quantity >= 1)
                 .ok_or_else(|| ApiError::bad_request("invalid request: expected buy_id, name and quantity >= 1"))?;
-            c5.buy(&buy)?;
+            catalog.buy(&buy)?;
             Ok(Response::data(&BuyOutcome { state: BuyState::Applied }))
         })
-        .route("POST", "/lookup", move |request: &Request, _| {
+        .route("POST", "/lookup", |catalog: &Catalog, request: &Request, _| {
             let lookup: Lookup = request.json_body("{\"names\": [...]}")?;
-            let found = c7.get_many(&lookup.names);
+            let found = catalog.get_many(&lookup.names);
             let items: Vec<Item<ProductView>> = found
                 .iter()
                 .map(|p| item(p.as_ref().map(view).ok_or(CatalogError::UnknownProduct.into())))
                 .collect();
             Ok(Response::data(&items))
         })
-        .route("POST", "/buys", move |request: &Request, _| {
+        .route("POST", "/buys", |catalog: &Catalog, request: &Request, _| {
             let batch: CatalogBuys = request.json_body("{\"buys\": [{buy_id, name, quantity}, ...]}")?;
             let outcomes = batch::run_checked(batch.buys, valid, |buys| {
-                c8.buy_many(&buys).into_iter().map(|o| o.map_err(ApiError::from)).collect()
+                catalog.buy_many(&buys).into_iter().map(|o| o.map_err(ApiError::from)).collect()
             });
             let items: Vec<Item<BuyOutcome>> = outcomes
                 .into_iter()
@@ -118,8 +108,9 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
                 .collect();
             Ok(Response::data(&items))
         })
-        .route("POST", "/buys/{id}/resolve", move |_, params| {
-            let id = params.get(0).parse::<u64>().map_err(|_| ApiError::bad_request("invalid buy id"))?;
-            Ok(Response::data(&BuyOutcome { state: c6.resolve(id)? }))
+        .route("POST", "/buys/{id}/resolve", |catalog: &Catalog, _, params| {
+            let id = params.get("id").parse::<u64>().map_err(|_| ApiError::bad_request("invalid buy id"))?;
+            Ok(Response::data(&BuyOutcome { state: catalog.resolve(id)? }))
         })
+        .into_router()
 }

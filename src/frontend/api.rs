@@ -156,12 +156,9 @@ fn buy(
 /// The public routes. Single-product queries and buys that arrive together go to
 /// their backend as one batch; the rarer routes are passed through one by one.
 pub fn router(frontend: Arc<Frontend>) -> Router {
-    let f = |f: &Arc<Frontend>| Arc::clone(f);
-    let (health, list, put, lookup) = (f(&frontend), f(&frontend), f(&frontend), f(&frontend));
-    let (query, buyer, lab_buyer) = (f(&frontend), f(&frontend), f(&frontend));
-    let frontend_admin_token = frontend.admin_token.clone();
+    let admin_token = frontend.admin_token.clone();
     let queries: Gathered<String> = {
-        let frontend = f(&frontend);
+        let frontend = Arc::clone(&frontend);
         Batcher::new(
             QUERY_FLIGHTS,
             batch::MAX_ITEMS,
@@ -169,56 +166,62 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Box::new(move |q| frontend.lookup_many(q)),
         )
     };
-    let buys: Arc<Gathered<Placement>> = Arc::new(Batcher::new(
-        BUY_FLIGHTS,
-        batch::MAX_ITEMS,
-        batch::MAX_BYTES,
-        Box::new(move |b| frontend.place_many(b)),
-    ));
+    let buys: Arc<Gathered<Placement>> = {
+        let frontend = Arc::clone(&frontend);
+        Arc::new(Batcher::new(
+            BUY_FLIGHTS,
+            batch::MAX_ITEMS,
+            batch::MAX_BYTES,
+            Box::new(move |b| frontend.place_many(b)),
+        ))
+    };
     let lab_buys = Arc::clone(&buys);
-    Router::new()
-        .route_for(Access::Public, "GET", "/health", move |_, _| {
+    Router::with_state(frontend)
+        .route_for(Access::Public, "GET", "/health", |frontend: &Frontend, _, _| {
             let state = |b: &Backend| if b.is_up() { "up" } else { "down" };
-            let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&health.catalog), "order": state(&health.order)});
+            let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&frontend.catalog), "order": state(&frontend.order)});
             Ok(Response::data(&body))
         })
-        .route_for(Access::Public, "GET", "/products", move |request: &Request, _| {
+        .route_for(Access::Public, "GET", "/products", |frontend: &Frontend, request: &Request, _| {
             let query = ListQuery::from_pairs(&request.query_pairs()?)?;
             if query.matches_nothing() {
                 return Ok(Response::data(&Vec::<ProductListItem>::new()));
             }
             let path = format!("/products?{}", query.to_query_string());
-            let deadline = list.catalog.deadline(request.started);
-            Ok(relay(list.catalog.get_by(&path, &request.request_id, deadline)?))
+            let deadline = frontend.catalog.deadline(request.started);
+            Ok(relay(frontend.catalog.get_by(&path, &request.request_id, deadline)?))
         })
-        .route_for(Access::Public, "GET", "/products/{name}", move |request: &Request, params| {
-            let deadline = query.catalog.deadline(request.started);
-            could_be_product(params.get(0))?;
-            gather(&queries, &query.catalog, request, params.get(0).to_string(), deadline)
+        .route_for(Access::Public, "GET", "/products/{name}", move |frontend: &Frontend, request: &Request, params| {
+            let deadline = frontend.catalog.deadline(request.started);
+            let name = params.get("name");
+            could_be_product(name)?;
+            gather(&queries, &frontend.catalog, request, name.to_string(), deadline)
         })
-        .route_for(Access::Admin(frontend_admin_token), "PUT", "/products/{name}", move |request: &Request, params| {
+        .route_for(Access::Admin(admin_token), "PUT", "/products/{name}", |frontend: &Frontend, request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body)?;
-            could_be_product(params.get(0))?;
+            let name = params.get("name");
+            could_be_product(name)?;
             let body = serde_json::to_vec(&update).unwrap_or_default();
             // The catalog checks the admin token again only where there is no internal
             // token: with one, the backend sends it in place of this header.
             let authorization = request.header("authorization").unwrap_or_default();
             let headers = [("X-Request-Id", request.request_id.as_str()), ("Authorization", authorization)];
-            let path = format!("/products/{}", encode(params.get(0)));
-            let deadline = put.catalog.deadline(request.started);
-            Ok(relay(put.catalog.put_by(&path, &body, &headers, deadline)?))
+            let path = format!("/products/{}", encode(name));
+            let deadline = frontend.catalog.deadline(request.started);
+            Ok(relay(frontend.catalog.put_by(&path, &body, &headers, deadline)?))
         })
-        .route_for(Access::Public, "POST", "/orders", move |request: &Request, _| {
+        .route_for(Access::Public, "POST", "/orders", move |frontend: &Frontend, request: &Request, _| {
             let order = BuyRequest::from_json(&request.body)?;
-            buy(&buyer, &buys, request, order)
+            buy(frontend, &buys, request, order)
         })
-        .route_for(Access::Public, "POST", "/{name}/{quantity}", move |request: &Request, params| {
-            let quantity = quantity_from_text(params.get(1))?;
-            buy(&lab_buyer, &lab_buys, request, BuyRequest { name: params.get(0).to_string(), quantity })
+        .route_for(Access::Public, "POST", "/{name}/{quantity}", move |frontend: &Frontend, request: &Request, params| {
+            let quantity = quantity_from_text(params.get("quantity"))?;
+            buy(frontend, &lab_buys, request, BuyRequest { name: params.get("name").to_string(), quantity })
         })
-        .route_for(Access::Public, "GET", "/orders/{number}", move |request: &Request, params| {
-            let number = order_number_from_text(params.get(0))?;
-            let deadline = lookup.order.deadline(request.started);
-            Ok(relay(lookup.order.get_by(&format!("/orders/{number}"), &request.request_id, deadline)?))
+        .route_for(Access::Public, "GET", "/orders/{number}", |frontend: &Frontend, request: &Request, params| {
+            let number = order_number_from_text(params.get("number"))?;
+            let deadline = frontend.order.deadline(request.started);
+            Ok(relay(frontend.order.get_by(&format!("/orders/{number}"), &request.request_id, deadline)?))
         })
+        .into_router()
 }

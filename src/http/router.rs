@@ -5,27 +5,43 @@ use super::auth::{self, Access};
 use super::error::ApiError;
 use super::request::{decode_component, Request};
 use super::response::Response;
+use std::sync::Arc;
 
 /// The result a handler returns; the error side is rendered as the envelope.
 pub type HandlerResult = Result<Response, ApiError>;
 
 type HandlerFn = Box<dyn Fn(&Request, &Params) -> HandlerResult + Send + Sync>;
 
-/// The percent-decoded values of a route's `{...}` segments, in order.
+/// The percent-decoded values of a route's `{name}` segments, by name.
 #[derive(Debug, Default)]
-pub struct Params(Vec<String>);
+pub struct Params(Vec<(&'static str, String)>);
 
 impl Params {
-    /// The `index`-th parameter of the pattern.
-    pub fn get(&self, index: usize) -> &str {
-        self.0.get(index).map_or("", String::as_str)
+    /// The value of the pattern's `{name}` segment.
+    ///
+    /// # Panics
+    ///
+    /// If the pattern has no `{name}`: a handler asking for a parameter its route
+    /// does not have is a bug (the panic is that request's 500), never an empty value.
+    pub fn get(&self, name: &str) -> &str {
+        self.find(name)
+            .unwrap_or_else(|| panic!("the route has no parameter {{{name}}}"))
+    }
+
+    /// The value of `{name}`, if the pattern has one.
+    pub fn find(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Segment {
     Literal(&'static str),
-    Param,
+    /// `{name}`: one segment, any value but empty.
+    Param(&'static str),
 }
 
 struct Route {
@@ -53,7 +69,7 @@ impl Route {
                 .zip(path)
                 .all(|(segment, part)| match segment {
                     Segment::Literal(literal) => literal == part,
-                    Segment::Param => !part.is_empty(),
+                    Segment::Param(_) => !part.is_empty(),
                 })
     }
 }
@@ -77,6 +93,47 @@ pub struct Router {
     internal_token: Option<String>,
 }
 
+/// A router whose handlers share one state, `S`: each handler is given `&S` (as axum's
+/// `State`) instead of capturing a clone of it. [`Routes::into_router`] ends it.
+pub struct Routes<S> {
+    router: Router,
+    state: Arc<S>,
+}
+
+impl<S: Send + Sync + 'static> Routes<S> {
+    /// Adds a route only the other services call (see [`Router::route`]).
+    pub fn route(
+        self,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&S, &Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.route_for(Access::Internal, method, pattern, handler)
+    }
+
+    /// Adds a route that `access` says who may call (see [`Router::route_for`]).
+    pub fn route_for(
+        mut self,
+        access: Access,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&S, &Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        let state = Arc::clone(&self.state);
+        self.router = self
+            .router
+            .route_for(access, method, pattern, move |request, params| {
+                handler(&state, request, params)
+            });
+        self
+    }
+
+    /// The routes, ready to serve.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+}
+
 /// What dispatching a request produced: the response and the pattern that matched
 /// (the label metrics use, so that `/products/Tux` and `/products/Bird` count as one route).
 pub struct Routed {
@@ -90,6 +147,14 @@ impl Router {
     /// An empty router.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty router whose handlers share `state` (see [`Routes`]).
+    pub fn with_state<S: Send + Sync + 'static>(state: Arc<S>) -> Routes<S> {
+        Routes {
+            router: Router::new(),
+            state,
+        }
     }
 
     /// Requires `token` on every internal and admin route (`None`: internal routes are
@@ -118,17 +183,30 @@ impl Router {
         pattern: &'static str,
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
     ) -> Self {
-        let segments = pattern
+        let segments: Vec<Segment> = pattern
             .trim_start_matches('/')
             .split('/')
-            .map(|s| {
-                if s.starts_with('{') && s.ends_with('}') {
-                    Segment::Param
-                } else {
-                    Segment::Literal(s)
-                }
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => Segment::Param(name),
+                    None => Segment::Literal(s),
+                },
+            )
+            .collect();
+        let mut names: Vec<&str> = segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Param(name) => Some(*name),
+                Segment::Literal(_) => None,
             })
             .collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert!(
+            names.len() == count && !names.contains(&""),
+            "{pattern}: every {{parameter}} needs a name of its own"
+        );
         self.routes.push(Route {
             access,
             method,
@@ -208,8 +286,10 @@ impl Router {
                 .segments
                 .iter()
                 .zip(path)
-                .filter(|(s, _)| **s == Segment::Param)
-                .map(|(_, part)| part)
+                .filter_map(|(segment, part)| match segment {
+                    Segment::Param(name) => Some((*name, part)),
+                    Segment::Literal(_) => None,
+                })
                 .collect(),
         );
         let response = (route.handler)(request, &params).unwrap_or_else(Response::from);
@@ -242,7 +322,12 @@ mod tests {
     fn router() -> Router {
         let echo = |tag: &'static str| {
             move |_: &Request, p: &Params| {
-                Ok(Response::data(&format!("{tag}:{}:{}", p.get(0), p.get(1))))
+                let param = |name| p.find(name).unwrap_or_default();
+                Ok(Response::data(&format!(
+                    "{tag}:{}:{}",
+                    param("name"),
+                    param("quantity")
+                )))
             }
         };
         Router::new()

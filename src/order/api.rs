@@ -35,30 +35,31 @@ type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
 /// the next is gathered and started.
 const FLIGHTS: usize = 2;
 
-/// The order service's routes, all but `/health` for the other services only. Concurrent `POST /orders` requests are placed together
-/// (one intent fsync, one catalog call, one commit fsync for all; see [`crate::peer::batch`]);
+/// The order service's routes, all but `/health` for the other services only.
+/// Concurrent `POST /orders` requests are placed together (one intent fsync, one
+/// catalog call, one commit fsync for all; see [`crate::peer::batch`]);
 /// `POST /orders/batch` is the same for a batch the front-end already gathered.
 pub fn router(service: Arc<OrderService>) -> Router {
-    let (s1, s2, s3) = (service.clone(), service.clone(), service.clone());
+    let placing = Arc::clone(&service);
     let placer: Placer = Batcher::new(
         FLIGHTS,
         batch::MAX_ITEMS,
         batch::MAX_BYTES,
         Box::new(move |items: Vec<(Placement, String)>| {
             let (orders, request_id) = batch::with_leader_id(items);
-            place(&service, &orders, &request_id)
+            place(&placing, &orders, &request_id)
         }),
     );
-    Router::new()
-        .route_for(Access::Public, "GET", "/health", move |_, _| {
-            if !s1.log.writable() {
+    Router::with_state(service)
+        .route_for(Access::Public, "GET", "/health", |service: &OrderService, _, _| {
+            if !service.log.writable() {
                 return Err(OrderError::Storage.into());
             }
-            let catalog = if s1.catalog.is_up() { "up" } else { "down" };
-            let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": s1.log.count(), "unresolved": s1.log.unresolved().len()});
+            let catalog = if service.catalog.is_up() { "up" } else { "down" };
+            let body = serde_json::json!({"status": "ok", "service": "order", "catalog": catalog, "orders": service.log.count(), "unresolved": service.log.unresolved().len()});
             Ok(Response::data(&body))
         })
-        .route("POST", "/orders", move |request: &Request, _| {
+        .route("POST", "/orders", move |_: &OrderService, request: &Request, _| {
             let buy = BuyRequest::from_json(&request.body)?;
             let key = request.header(IDEMPOTENCY_KEY);
             let order = Placement::from_buy(buy, key)?;
@@ -67,20 +68,21 @@ pub fn router(service: Arc<OrderService>) -> Router {
             let number = placer.submit((order, request.request_id.clone()), bytes)?;
             Ok(Response::data(&OrderPlaced { order_number: number }))
         })
-        .route("POST", "/orders/batch", move |request: &Request, _| {
+        .route("POST", "/orders/batch", |service: &OrderService, request: &Request, _| {
             let batch: Placements = request.json_body("{\"orders\": [{name, quantity, key?}, ...]}")?;
-            let placed = batch::run_checked(batch.orders, check_placement, |orders| place(&s2, &orders, &request.request_id));
+            let placed = batch::run_checked(batch.orders, check_placement, |orders| place(service, &orders, &request.request_id));
             let items: Vec<Item<OrderPlaced>> = placed
                 .into_iter()
                 .map(|result| Item::new(result.map(|order_number| OrderPlaced { order_number }).map_err(ErrorBody::from)))
                 .collect();
             Ok(Response::data(&items))
         })
-        .route("GET", "/orders/{number}", move |_, params| {
-            let number = order_number_from_text(params.get(0))?;
-            let order = s3.log.get(number).map_err(service::storage_failure)?;
+        .route("GET", "/orders/{number}", |service: &OrderService, _, params| {
+            let number = order_number_from_text(params.get("number"))?;
+            let order = service.log.get(number).map_err(service::storage_failure)?;
             order.map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
         })
+        .into_router()
 }
 
 /// Places `orders`, each failure as its status.
