@@ -6,7 +6,7 @@ use crate::catalog::{self, CatalogConfig, BUILTIN_SEED};
 use crate::frontend::{self, FrontendConfig};
 use crate::http::{Limits, ServerConfig, ShutdownHandle};
 use crate::order::{self, OrderConfig};
-use crate::peer::{PeerAddr, PeerConfig};
+use crate::peer::{PeerAddr, PeerConfig, PeerLimits};
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
@@ -133,11 +133,11 @@ impl LimitArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
     /// Milliseconds a call to a peer may take before it fails as 504 (the contract allows 5 s).
-    #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 4000)]
+    #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = PeerLimits::default().timeout.as_millis() as u64)]
     pub backend_timeout_ms: u64,
     /// Calls in flight to one peer at most; more wait up to 1 s for a slot, then get
     /// 503. Bounds how many workers a peer that stops answering can hold.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = PeerLimits::default().max_in_flight)]
     pub backend_max_in_flight: usize,
 }
 
@@ -145,8 +145,11 @@ impl BackendArgs {
     /// How a service with these flags and `server`'s internal token calls its peers.
     pub fn to_config(&self, server: &ServerArgs) -> PeerConfig {
         PeerConfig {
-            timeout: Duration::from_millis(self.backend_timeout_ms),
-            max_in_flight: self.backend_max_in_flight,
+            limits: PeerLimits {
+                timeout: Duration::from_millis(self.backend_timeout_ms.max(1)),
+                max_in_flight: self.backend_max_in_flight,
+                ..PeerLimits::default()
+            },
             internal_token: server.internal_token.clone(),
         }
     }

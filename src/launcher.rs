@@ -19,7 +19,7 @@
 use crate::cli::LauncherArgs;
 use crate::logging;
 use crate::peer::backend::Backend;
-use crate::peer::PeerAddr;
+use crate::peer::{PeerAddr, PeerLimits};
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::fmt::Write as _;
@@ -156,7 +156,11 @@ fn random_token() -> std::io::Result<String> {
 fn wait_healthy(service: &mut Service) -> Result<(), String> {
     let peer = PeerAddr::parse(&format!("127.0.0.1:{}", service.port), service.port)
         .map_err(|e| e.to_string())?;
-    let probe = Backend::new("launcher", peer, Duration::from_millis(500), 1, 0);
+    let probe = Backend::new(
+        "launcher",
+        peer,
+        &PeerLimits::probe(Duration::from_millis(500)),
+    );
     let deadline = Instant::now() + START_DEADLINE;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = service.child.try_wait() {

@@ -14,6 +14,10 @@
 //! - [`peer`]: calls between services: a peer's address, the pooled client with its
 //!   deadlines, retries and bulkhead, and the batching of concurrent calls into one
 //!   round trip.
+//! - Limits, each with its reason: [`http::Limits`] for a server (sizes, timeouts,
+//!   pool, queue), [`peer::PeerLimits`] for calls to peers (timeouts, retries,
+//!   bulkhead, batch caps and flights, background intervals, buffer sizes). Both sit in
+//!   each service's config; the command line sets the ones it has flags for.
 //! - [`store`]: the durable append-only journal with group commit, shared by the
 //!   catalog's table and the order log.
 //! - [`catalog`], [`order`], [`frontend`]: one module per service, each the same

@@ -291,7 +291,7 @@ impl Placement {
         positive_quantity(Some(self.quantity)).map(drop)
     }
 
-    /// Its share of a batch's size limit ([`crate::peer::batch::MAX_BYTES`]): the bytes it
+    /// Its share of a batch's size limit ([`crate::peer::PeerLimits::batch_max_bytes`]): the bytes it
     /// takes as JSON, escapes included.
     pub fn batch_bytes(&self) -> usize {
         crate::peer::batch::json_len(self) + 1

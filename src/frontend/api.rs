@@ -51,7 +51,8 @@ fn gather<T: serde::Serialize>(
     item: T,
     deadline: Instant,
 ) -> HandlerResult {
-    let bytes = batch::share(&item)
+    let bytes = batcher
+        .share_of(&item)
         .ok_or_else(|| ApiError::payload_too_large("request too large to forward"))?;
     let call = Call {
         request_id: request.request_id.clone(),
@@ -69,13 +70,6 @@ fn could_be_product(name: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
-
-/// Lookups in flight at once: one, since a lookup is quick and CPU, not the round
-/// trip, is what limits queries; a second flight would only make batches smaller.
-const QUERY_FLIGHTS: usize = 1;
-/// Buys in flight at once: a buy batch spends most of its time waiting for fsyncs, so
-/// a second batch can be gathered and sent meanwhile.
-const BUY_FLIGHTS: usize = 2;
 
 impl Frontend {
     /// Looks many products up in one catalog call. A batch of one (a quiet moment) is
@@ -160,18 +154,18 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
     let queries: Gathered<String> = {
         let frontend = Arc::clone(&frontend);
         Batcher::new(
-            QUERY_FLIGHTS,
-            batch::MAX_ITEMS,
-            batch::MAX_BYTES,
+            frontend.limits.query_flights,
+            frontend.limits.batch_max_items,
+            frontend.limits.batch_max_bytes,
             Box::new(move |q| frontend.lookup_many(q)),
         )
     };
     let buys: Arc<Gathered<Placement>> = {
         let frontend = Arc::clone(&frontend);
         Arc::new(Batcher::new(
-            BUY_FLIGHTS,
-            batch::MAX_ITEMS,
-            batch::MAX_BYTES,
+            frontend.limits.buy_flights,
+            frontend.limits.batch_max_items,
+            frontend.limits.batch_max_bytes,
             Box::new(move |b| frontend.place_many(b)),
         ))
     };

@@ -16,15 +16,11 @@ pub mod api;
 
 use crate::http::{self, ServerConfig, ShutdownHandle};
 use crate::peer::backend::Backend;
-use crate::peer::{PeerAddr, PeerConfig};
+use crate::peer::{PeerAddr, PeerConfig, PeerLimits};
 use crate::periodic::{FirstRound, Periodic};
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How often the monitor probes the backends.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything the front-end is started with.
 #[derive(Debug, Clone)]
@@ -49,6 +45,8 @@ pub struct Frontend {
     pub order: Backend,
     /// Guards `PUT /products/{name}`.
     pub admin_token: Option<String>,
+    /// Its batches' caps and flights, its probes' interval.
+    pub limits: PeerLimits,
 }
 
 /// Runs the front-end on `listener` until `shutdown`: starts the monitor, serves, and
@@ -62,8 +60,9 @@ pub fn run(
         catalog: config.peers.backend("catalog", config.catalog),
         order: config.peers.backend("order", config.order),
         admin_token: config.admin_token,
+        limits: config.peers.limits,
     });
-    let _monitor = monitor(Arc::clone(&frontend), PROBE_EVERY)?;
+    let _monitor = monitor(Arc::clone(&frontend))?;
     http::serve(
         "frontend",
         listener,
@@ -74,9 +73,10 @@ pub fn run(
     )
 }
 
-/// Probes both backends every `every`, so `/health` reports their state even when no
-/// request has gone to them lately.
-fn monitor(frontend: Arc<Frontend>, every: Duration) -> io::Result<Periodic> {
+/// Probes both backends every `limits.probe_every`, so `/health` reports their state
+/// even when no request has gone to them lately.
+fn monitor(frontend: Arc<Frontend>) -> io::Result<Periodic> {
+    let every = frontend.limits.probe_every;
     Periodic::start("frontend-monitor", every, FirstRound::Now, move || {
         frontend.catalog.probe();
         frontend.order.probe();

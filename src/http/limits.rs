@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// The default body limit (→ 413): the contract's 1 MiB. Peers are sized from it too: a
-/// batch between services stays well under it (`peer::batch::MAX_BYTES`).
+/// batch between services stays well under it (`peer::PeerLimits::batch_max_bytes`).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Limits and sizes of one server. `Limits::default()` holds the contract's defaults;

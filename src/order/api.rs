@@ -5,6 +5,7 @@ use crate::http::auth::Access;
 use crate::http::envelope::{ErrorBody, Item};
 use crate::http::{ApiError, Request, Response, Router};
 use crate::peer::batch::{self, Batcher};
+use crate::peer::PeerLimits;
 use crate::wire::{
     could_be_product_name, order_number_from_text, valid_idempotency_key, BuyRequest, OrderPlaced,
     Placement, Placements, IDEMPOTENCY_KEY,
@@ -31,20 +32,17 @@ impl From<OrderError> for ApiError {
 /// Orders waiting to be placed together, with the request id of each.
 type Placer = Batcher<(Placement, String), Result<u64, ApiError>>;
 
-/// Batches of orders placed at once: while one waits for its fsyncs and the catalog,
-/// the next is gathered and started.
-const FLIGHTS: usize = 2;
-
 /// The order service's routes, all but `/health` for the other services only.
 /// Concurrent `POST /orders` requests are placed together (one intent fsync, one
-/// catalog call, one commit fsync for all; see [`crate::peer::batch`]);
-/// `POST /orders/batch` is the same for a batch the front-end already gathered.
-pub fn router(service: Arc<OrderService>) -> Router {
+/// catalog call, one commit fsync for all; see [`crate::peer::batch`]), in batches
+/// within `limits`; `POST /orders/batch` is the same for a batch the front-end
+/// already gathered.
+pub fn router(service: Arc<OrderService>, limits: &PeerLimits) -> Router {
     let placing = Arc::clone(&service);
     let placer: Placer = Batcher::new(
-        FLIGHTS,
-        batch::MAX_ITEMS,
-        batch::MAX_BYTES,
+        limits.order_flights,
+        limits.batch_max_items,
+        limits.batch_max_bytes,
         Box::new(move |items: Vec<(Placement, String)>| {
             let (orders, request_id) = batch::with_leader_id(items);
             place(&placing, &orders, &request_id)

@@ -29,9 +29,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the resolver looks for buys whose outcome waits for the catalog.
-const RESOLVE_EVERY: Duration = Duration::from_millis(500);
-
 /// Everything the order service is started with.
 #[derive(Debug, Clone)]
 pub struct OrderConfig {
@@ -52,8 +49,9 @@ pub fn run(config: OrderConfig, listener: TcpListener, shutdown: ShutdownHandle)
         .map_err(|e| crate::store::data_dir_error(&config.data_dir, &e))?;
     let catalog = config.peers.backend("catalog", config.catalog);
     let service = Arc::new(OrderService::new(log, catalog));
-    let _resolver = resolver(Arc::clone(&service), RESOLVE_EVERY)?;
-    let router = api::router(Arc::clone(&service));
+    let limits = &config.peers.limits;
+    let _resolver = resolver(Arc::clone(&service), limits.resolve_every)?;
+    let router = api::router(Arc::clone(&service), limits);
     let extra: MetricsExtra = Box::new(move || metrics(&service));
     http::serve(
         "order",

@@ -4,7 +4,7 @@
 
 use crate::http::envelope::{Data, ErrorEnvelope, Item};
 use crate::http::ApiError;
-use crate::peer::PeerAddr;
+use crate::peer::{PeerAddr, PeerLimits};
 use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,11 +19,8 @@ pub struct Backend {
     name: &'static str,
     base: PeerAddr,
     agent: ureq::Agent,
-    /// How long a call may take, retries included (but for name resolution).
-    timeout: Duration,
-    /// Extra attempts after a transport failure (never after a timeout), while at
-    /// least half of `timeout` is left.
-    retries: u32,
+    /// Its timeouts, retries, bulkhead and buffers.
+    limits: PeerLimits,
     /// Whether the last call or probe got an answer.
     up: AtomicBool,
     /// The peer's address, resolved once and again after a failure (a restarted
@@ -37,33 +34,15 @@ pub struct Backend {
     authorization: Option<String>,
 }
 
-/// ureq's buffer for a request's head (bodies go through it in pieces). Our heads carry
-/// at most a product name or a name filter, bounded by [`crate::wire::MAX_NAME_BYTES`]:
-/// a few KiB percent-encoded. A head that would not fit is refused before it is sent
-/// ([`BackendError::Unsendable`]); ureq would fail it as if the peer had.
-const OUTPUT_BUFFER: usize = 16 * 1024;
-/// Room in [`OUTPUT_BUFFER`] for the lines ureq adds to a head (request line framing,
-/// Host, User-Agent, Accept, Content-Type, Content-Length): about 200 bytes.
-const HEAD_RESERVE: usize = 1024;
-
-/// How long a connection may take: a peer that is up accepts within milliseconds, and
-/// one that does not is down, not slow (nothing was sent, so the call may be retried).
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-
 /// Time a call must have lost before its timeouts are set to what is left: setting them
 /// costs a `setsockopt` per call, which calls with their whole budget do without.
 const SHORTENED: Duration = Duration::from_millis(20);
 
-/// How long a call waits for a free slot when the peer's cap is reached. A healthy
-/// peer frees slots within milliseconds, a busy one within a few hundred; one that has
-/// stopped answering never does, and the call fails well before the peer's timeout
-/// instead of tying up one more worker for all of it.
-const BULKHEAD_WAIT: Duration = Duration::from_secs(1);
-
-/// A counting semaphore whose acquire gives up after [`BULKHEAD_WAIT`] or at the call's
+/// A counting semaphore whose acquire gives up after its `wait` or at the call's
 /// deadline, whichever comes first.
 struct Bulkhead {
     cap: usize,
+    wait: Duration,
     state: Mutex<(usize, usize)>, // (in flight, waiting)
     freed: Condvar,
 }
@@ -75,7 +54,7 @@ impl Bulkhead {
         let mut state = self.state.lock();
         if state.0 >= self.cap {
             state.1 += 1;
-            let deadline = call_deadline.min(Instant::now() + BULKHEAD_WAIT);
+            let deadline = call_deadline.min(Instant::now() + self.wait);
             while state.0 >= self.cap && !self.freed.wait_until(&mut state, deadline).timed_out() {}
             state.1 -= 1;
             if state.0 >= self.cap {
@@ -151,15 +130,11 @@ impl From<BackendError> for ApiError {
 }
 
 impl Backend {
-    /// An agent for `base` that keeps up to `pool` idle connections (one per worker that
-    /// may call it at once, so that connections are reused, not re-opened).
-    pub fn new(
-        name: &'static str,
-        base: PeerAddr,
-        timeout: Duration,
-        pool: usize,
-        retries: u32,
-    ) -> Self {
+    /// An agent for `base` within `limits`, keeping up to `limits.max_in_flight` idle
+    /// connections (one per worker that may call it at once, so that connections are
+    /// reused, not re-opened).
+    pub fn new(name: &'static str, base: PeerAddr, limits: &PeerLimits) -> Self {
+        let (timeout, pool) = (limits.timeout, limits.max_in_flight);
         // Per-phase timeouts, not a global one: a global timeout also covers name
         // resolution, which ureq then runs on a thread of its own per call. Only
         // connect and receive are bounded: sending a few hundred bytes into an idle
@@ -167,28 +142,26 @@ impl Backend {
         // where a shrinking deadline would cost a setsockopt per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(timeout.min(CONNECT_TIMEOUT)))
+            .timeout_connect(Some(timeout.min(limits.connect_timeout)))
             .timeout_recv_response(Some(timeout))
             .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
             .max_idle_connections_per_host(pool)
-            .max_idle_age(Duration::from_secs(30))
-            // ureq's default is 128 KiB each way per connection; with a pool as large as
-            // the worker count that is tens of MB for bodies of a few hundred bytes.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(OUTPUT_BUFFER)
+            .max_idle_age(limits.idle_connection_age)
+            .input_buffer_size(limits.input_buffer_bytes)
+            .output_buffer_size(limits.output_buffer_bytes)
             .user_agent(format!("toystore/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Backend {
             name,
             base,
             agent: config.into(),
-            timeout,
-            retries,
+            limits: limits.clone(),
             up: AtomicBool::new(false),
             resolved: Mutex::new(None),
             bulkhead: Bulkhead {
                 cap: pool,
+                wait: limits.bulkhead_wait,
                 state: Mutex::new((0, 0)),
                 freed: Condvar::new(),
             },
@@ -214,7 +187,7 @@ impl Backend {
     /// The deadline of work for a request that started at `started`: its whole budget
     /// for this peer, whatever it has waited for since.
     pub fn deadline(&self, started: Instant) -> Instant {
-        started + self.timeout
+        started + self.limits.timeout
     }
 
     /// Whether the peer answered its last call or probe.
@@ -320,14 +293,14 @@ impl Backend {
         idempotent: bool,
         deadline: Instant,
     ) -> Result<Reply, BackendError> {
-        // The head must fit ureq's buffer (see `OUTPUT_BUFFER`); ureq's own lines fit
+        // The head must fit ureq's buffer (see `PeerLimits::output_buffer_bytes`); ureq's own lines fit
         // in the reserve.
         let head: usize = path.len()
             + headers
                 .iter()
                 .map(|(n, v)| n.len() + v.len() + 4)
                 .sum::<usize>();
-        if head + HEAD_RESERVE > OUTPUT_BUFFER {
+        if head + self.limits.head_reserve_bytes > self.limits.output_buffer_bytes {
             return Err(BackendError::Unsendable(self.name));
         }
         let _slot = self
@@ -342,7 +315,7 @@ impl Backend {
             }
             // The agent's timeouts fit a call that starts with its whole budget; one
             // that waited (in a batch queue, for a slot, a retry) gets what is left.
-            let left = (left + SHORTENED < self.timeout).then_some(left);
+            let left = (left + SHORTENED < self.limits.timeout).then_some(left);
             let result = self.address().and_then(|addr| {
                 self.once(method, &format!("http://{addr}{path}"), body, headers, left)
             });
@@ -357,7 +330,7 @@ impl Backend {
             }
             match result {
                 Err(BackendError::Refused(_)) | Err(BackendError::Unavailable(_))
-                    if attempt < self.retries
+                    if attempt < self.limits.retries
                         && (idempotent || matches!(result, Err(BackendError::Refused(_)))) =>
                 {
                     attempt += 1;
@@ -366,7 +339,7 @@ impl Backend {
                     let pause = Duration::from_millis(base + fastrand::u64(0..=base));
                     // A failure that came late (a peer whose address vanished can take
                     // seconds to report it) is not retried: the caller's answer is due.
-                    if Instant::now() + pause + self.timeout / 2 > deadline {
+                    if Instant::now() + pause + self.limits.timeout / 2 > deadline {
                         return result;
                     }
                     std::thread::sleep(pause);
@@ -401,13 +374,26 @@ impl Backend {
         left: Option<Duration>,
     ) -> Result<Reply, BackendError> {
         let result = match (method, body) {
-            ("GET", _) => within(self.headers_on(self.agent.get(url), headers), left).call(),
-            ("PUT", Some(body)) => within(self.headers_on(self.agent.put(url), headers), left)
-                .header("Content-Type", "application/json")
-                .send(body),
-            (_, body) => within(self.headers_on(self.agent.post(url), headers), left)
-                .header("Content-Type", "application/json")
-                .send(body.unwrap_or_default()),
+            ("GET", _) => within(
+                self.limits.connect_timeout,
+                self.headers_on(self.agent.get(url), headers),
+                left,
+            )
+            .call(),
+            ("PUT", Some(body)) => within(
+                self.limits.connect_timeout,
+                self.headers_on(self.agent.put(url), headers),
+                left,
+            )
+            .header("Content-Type", "application/json")
+            .send(body),
+            (_, body) => within(
+                self.limits.connect_timeout,
+                self.headers_on(self.agent.post(url), headers),
+                left,
+            )
+            .header("Content-Type", "application/json")
+            .send(body.unwrap_or_default()),
         };
         let mut response = result.map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
@@ -461,11 +447,15 @@ impl Backend {
 
 /// `request` waiting at most `left` for its reply, when given, instead of the agent's
 /// timeouts.
-fn within<B>(request: ureq::RequestBuilder<B>, left: Option<Duration>) -> ureq::RequestBuilder<B> {
+fn within<B>(
+    connect_timeout: Duration,
+    request: ureq::RequestBuilder<B>,
+    left: Option<Duration>,
+) -> ureq::RequestBuilder<B> {
     match left {
         Some(left) => request
             .config()
-            .timeout_connect(Some(left.min(CONNECT_TIMEOUT)))
+            .timeout_connect(Some(left.min(connect_timeout)))
             .timeout_recv_response(Some(left))
             .timeout_recv_body(Some(left))
             .build(),
@@ -503,7 +493,13 @@ mod tests {
     /// peer were down, and marked it down. It is the request's fault: 431, peer still up.
     #[test]
     fn a_request_too_large_to_send_leaves_the_peer_up() {
-        let backend = Backend::new("catalog", answering_peer(), Duration::from_secs(2), 4, 0);
+        let limits = |max_in_flight| PeerLimits {
+            timeout: Duration::from_secs(2),
+            max_in_flight,
+            retries: 0,
+            ..PeerLimits::default()
+        };
+        let backend = Backend::new("catalog", answering_peer(), &limits(4));
         assert!(backend.probe() && backend.is_up());
         let long = format!("/products/{}", "%01".repeat(20_000));
         let error = backend.get(&long, "r1").unwrap_err();

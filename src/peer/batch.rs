@@ -22,7 +22,6 @@
 //! Batches are sized by the bytes their items take as JSON ([`json_len`]), so that a
 //! batch's body stays under the peer's body limit whatever the items hold.
 
-use crate::http::limits::DEFAULT_MAX_BODY_BYTES;
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -30,13 +29,6 @@ use std::io;
 use std::mem;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Items a batch between services carries at most.
-pub const MAX_ITEMS: usize = 256;
-/// Bytes of JSON items a batch carries at most: a quarter of the peers' body limit,
-/// which leaves room for the envelope and for the order service passing a batch on to
-/// the catalog with larger items (a buy id and more per item, at most [`MAX_ITEMS`]).
-pub const MAX_BYTES: usize = DEFAULT_MAX_BODY_BYTES / 4;
 
 /// The bytes `item` takes as JSON, exactly as serde_json writes it, without writing it
 /// anywhere. Escapes make this up to six times a string's length (`\u0001`).
@@ -58,9 +50,10 @@ pub fn json_len<T: Serialize + ?Sized>(item: &T) -> usize {
 }
 
 /// An item's share of a batch: its JSON and the comma that separates it from the next.
-/// `None` when it alone would be over [`MAX_BYTES`]: it cannot travel in any batch.
-pub fn share<T: Serialize + ?Sized>(item: &T) -> Option<usize> {
-    Some(json_len(item) + 1).filter(|&bytes| bytes <= MAX_BYTES)
+/// `None` when it alone would be over `max_bytes` (the batches'
+/// [`super::PeerLimits::batch_max_bytes`]): it cannot travel in any batch.
+pub fn share<T: Serialize + ?Sized>(item: &T, max_bytes: usize) -> Option<usize> {
+    Some(json_len(item) + 1).filter(|&bytes| bytes <= max_bytes)
 }
 
 /// Splits a batch of `(item, context)` into its items and the context the batch travels
@@ -197,6 +190,11 @@ impl<T, R> Batcher<T, R> {
             max_items: max_items.max(1),
             max_bytes,
         }
+    }
+
+    /// `item`'s share of one of these batches ([`share`] within its `max_bytes`).
+    pub fn share_of(&self, item: &impl Serialize) -> Option<usize> {
+        share(item, self.max_bytes)
     }
 
     /// Runs `item` in a batch and returns its result. `bytes` is its share of the
@@ -552,13 +550,18 @@ mod tests {
     /// JSON, and a batch went over the peers' body limit.
     #[test]
     fn json_len_is_exactly_what_serde_json_writes() {
+        let max_bytes = crate::peer::PeerLimits::default().batch_max_bytes;
         for name in ["Tux", "\u{1}\u{1}", "\"\\", "é€😀", "\u{7f}\u{9f}", ""] {
             let name = name.repeat(50);
             assert_eq!(json_len(&name), serde_json::to_vec(&name).unwrap().len());
-            assert_eq!(share(&name), Some(json_len(&name) + 1));
+            assert_eq!(share(&name, max_bytes), Some(json_len(&name) + 1));
         }
-        let poison = "\u{1}".repeat(MAX_BYTES / 6 + 1);
-        assert_eq!(share(&poison), None, "too large for any batch alone");
+        let poison = "\u{1}".repeat(max_bytes / 6 + 1);
+        assert_eq!(
+            share(&poison, max_bytes),
+            None,
+            "too large for any batch alone"
+        );
     }
 
     /// Issue 11: a request queued behind a batch in flight waited for that batch and

@@ -6,47 +6,29 @@
 //!   idempotent calls, a bulkhead, and the statuses its failures become.
 //! - [`batch`]: concurrent calls gathered into one round trip (the front-end's queries
 //!   and buys, the order service's catalog buys).
+//! - [`limits`]: [`PeerLimits`], every limit of those calls, with its reason.
 
 pub mod addr;
 pub mod backend;
 pub mod batch;
+pub mod limits;
 
 pub use addr::{PeerAddr, PeerAddrError};
 pub use backend::{Backend, BackendError, Reply};
+pub use limits::PeerLimits;
 
-use std::time::Duration;
-
-/// How a service calls its peers (see `cli::BackendArgs` for the defaults' reasons).
-#[derive(Debug, Clone)]
+/// How a service calls its peers.
+#[derive(Debug, Clone, Default)]
 pub struct PeerConfig {
-    /// How long a call may take before it fails as 504.
-    pub timeout: Duration,
-    /// Calls in flight to one peer at most (the bulkhead), and its idle connections.
-    pub max_in_flight: usize,
+    /// Timeouts, retries, bulkhead, batches, background intervals.
+    pub limits: PeerLimits,
     /// Sent as `Authorization: Bearer` on every call; `None`: calls carry none.
     pub internal_token: Option<String>,
-}
-
-impl Default for PeerConfig {
-    fn default() -> Self {
-        PeerConfig {
-            timeout: Duration::from_millis(4000),
-            max_in_flight: 64,
-            internal_token: None,
-        }
-    }
 }
 
 impl PeerConfig {
     /// A pooled client for the peer `name` at `addr`.
     pub fn backend(&self, name: &'static str, addr: PeerAddr) -> Backend {
-        Backend::new(
-            name,
-            addr,
-            self.timeout.max(Duration::from_millis(1)),
-            self.max_in_flight,
-            2,
-        )
-        .with_internal_token(self.internal_token.as_deref())
+        Backend::new(name, addr, &self.limits).with_internal_token(self.internal_token.as_deref())
     }
 }

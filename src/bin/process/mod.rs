@@ -12,7 +12,7 @@ use toystore::cli::ServiceArgs;
 use toystore::http::ShutdownHandle;
 use toystore::logging;
 use toystore::peer::backend::Backend;
-use toystore::peer::PeerAddr;
+use toystore::peer::{PeerAddr, PeerLimits};
 
 /// How long a service that stops waits for its last lines to be written: an output
 /// that blocks (a full pipe nobody reads) must not keep it from exiting.
@@ -89,7 +89,7 @@ fn healthcheck(listen: &str) -> ExitCode {
     }
     let peer = PeerAddr::parse(&addr.to_string(), addr.port())
         .expect("a socket address is a valid peer address");
-    if Backend::new("self", peer, Duration::from_secs(2), 1, 0).probe() {
+    if Backend::new("self", peer, &PeerLimits::probe(Duration::from_secs(2))).probe() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
