@@ -6,7 +6,9 @@ COPY catalog /catalog
 # An empty /data owned by the service user: a named volume mounted here starts
 # with this ownership, so the non-root service can write its journal.
 COPY --chown=10001:10001 data/ /data/
-ENV LISTEN=0.0.0.0:10086 \
+# Smaller per-thread malloc caches (src/malloc.rs): read by glibc only at start.
+ENV GLIBC_TUNABLES=glibc.malloc.tcache_max=128 \
+    LISTEN=0.0.0.0:10086 \
     DATA_DIR=/data
 USER 10001:10001
 WORKDIR /data

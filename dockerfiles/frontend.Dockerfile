@@ -4,7 +4,9 @@ FROM scratch
 COPY frontend /frontend
 # Peers are bare hosts (default ports 10086 and 10010): their names on the
 # container network. Override with -e CATALOG=... -e ORDER=...
-ENV LISTEN=0.0.0.0:6060 \
+# Smaller per-thread malloc caches (src/malloc.rs): read by glibc only at start.
+ENV GLIBC_TUNABLES=glibc.malloc.tcache_max=128 \
+    LISTEN=0.0.0.0:6060 \
     CATALOG=catalog \
     ORDER=order
 USER 10001:10001

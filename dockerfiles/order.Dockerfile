@@ -5,7 +5,9 @@ COPY order /order
 COPY --chown=10001:10001 data/ /data/
 # CATALOG is a bare host (default port 10086): the catalog's name on the
 # container network. Override with -e CATALOG=host[:port].
-ENV LISTEN=0.0.0.0:10010 \
+# Smaller per-thread malloc caches (src/malloc.rs): read by glibc only at start.
+ENV GLIBC_TUNABLES=glibc.malloc.tcache_max=128 \
+    LISTEN=0.0.0.0:10010 \
     DATA_DIR=/data \
     CATALOG=catalog
 USER 10001:10001

@@ -17,9 +17,9 @@
 //! them through the environment too, where `ps` does not show it.
 
 use crate::cli::LauncherArgs;
-use crate::logging;
 use crate::peer::backend::Backend;
 use crate::peer::{PeerAddr, PeerLimits};
+use crate::{logging, malloc};
 use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::fmt::Write as _;
@@ -97,6 +97,8 @@ pub fn run(args: LauncherArgs) -> ExitCode {
                 .env("INTERNAL_TOKEN", &token)
                 .stdin(Stdio::from(stdin))
                 .process_group(0);
+            // The allocator setting, from the start: no service runs itself again for it.
+            malloc::tune(&mut command);
             if let Some(admin_token) = &admin_token {
                 command.env("ADMIN_TOKEN", admin_token);
             }

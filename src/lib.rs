@@ -37,7 +37,8 @@
 //!   never panics or blocks a service.
 //! - [`periodic`]: each service's background thread (restock, resolve, monitor).
 //! - [`failpoint`]: named faults between the steps of the buy protocol, for tests.
-//! - [`malloc`]: the services' one allocator setting (smaller per-thread caches).
+//! - [`malloc`]: the services' one allocator setting (smaller per-thread caches), set
+//!   where processes start (launcher, images, compose), never by re-executing from here.
 #![forbid(unsafe_code)]
 
 pub mod catalog;

@@ -8,50 +8,41 @@
 //! `docs/PERFORMANCE.md`, *Memory*).
 //!
 //! glibc reads this setting (the `glibc.malloc.tcache_max` tunable) only from the
-//! `GLIBC_TUNABLES` environment variable as a process starts. So a service started
-//! without it runs itself again with it added, once, before it starts any thread or
-//! opens any file: same process id, arguments and environment otherwise. An operator's
-//! own `glibc.malloc.tcache_*` setting is kept as it is (to restore glibc's default:
-//! `GLIBC_TUNABLES=glibc.malloc.tcache_max=1032`).
+//! `GLIBC_TUNABLES` environment variable as a process starts, so it is set where the
+//! services are started: by the launcher ([`tune`] on each child's `Command`), in each
+//! image (`ENV` in `dockerfiles/*.Dockerfile`) and in `docker-compose.yml`. A service
+//! binary started any other way runs itself again with it, once, first thing in its
+//! `main` (`src/bin/process/`): nothing in this library re-executes a process. An
+//! operator's own `glibc.malloc.tcache_*` setting is kept as it is (to restore glibc's
+//! default: `GLIBC_TUNABLES=glibc.malloc.tcache_max=1032`).
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// Largest freed block, in bytes, a thread keeps for itself.
 pub const THREAD_CACHE_MAX: usize = 128;
-/// Set by the second start, so that it never starts a third: glibc cuts
-/// `GLIBC_TUNABLES` in place at the first `:` as it parses it (so the second start may
-/// not see the limit it was given), and a setuid start drops the variable.
-const RESTARTED: &str = "TOYSTORE_MALLOC_TUNED";
+/// Set on a process started with the limit, so that it never starts itself again:
+/// glibc cuts `GLIBC_TUNABLES` in place at the first `:` as it parses it (so the
+/// process may not see the limit it was given), and a setuid start drops the variable.
+const TUNED: &str = "TOYSTORE_MALLOC_TUNED";
 
-/// Runs this program again with the thread caches limited, unless they already are
-/// (or this is not glibc). Returns only if it did not (or could not) run it again.
-pub fn limit_thread_caches() {
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(RESTARTED).is_some()
-    {
-        return;
+/// Whether this process was started with the limit (by [`tune`]).
+pub fn tuned() -> bool {
+    std::env::var_os(TUNED).is_some()
+}
+
+/// Gives `command` the thread-cache limit: this process's `GLIBC_TUNABLES` with the
+/// limit added, and the mark that it was. Whether it did: not when this is not glibc,
+/// nor when the operator's `GLIBC_TUNABLES` sets the caches already.
+pub fn tune(command: &mut Command) -> bool {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return false;
     }
     let Some(tunables) = with_cache_limit(std::env::var_os("GLIBC_TUNABLES")) else {
-        return;
+        return false;
     };
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let mut command = Command::new(exe);
-    if let Some(arg0) = args.next() {
-        command.arg0(arg0);
-    }
-    let error = command
-        .args(args)
-        .env("GLIBC_TUNABLES", tunables)
-        .env(RESTARTED, "1")
-        .exec();
-    // `exec` returns only when it failed: go on with glibc's default caches.
-    crate::logging::warn(format!(
-        "could not restart with smaller malloc caches ({error}); going on without"
-    ));
+    command.env("GLIBC_TUNABLES", tunables).env(TUNED, "1");
+    true
 }
 
 /// `GLIBC_TUNABLES` with the cache limit added, or `None` if it sets the cache already.

@@ -1,7 +1,10 @@
 //! What every service process does around its service's `run`, shared by the service
 //! binaries and `toystore`'s roles: answer `--healthcheck`, bind, print the address,
 //! stop on SIGTERM/SIGINT/SIGHUP (or when the launcher is gone), and exit 0 after a
-//! clean stop.
+//! clean stop. First of all, a service started without the allocator setting runs
+//! itself again with it ([`malloc`]).
+
+mod malloc;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Read;
@@ -26,7 +29,7 @@ pub fn serve<A: ServiceArgs>(args: A) -> ExitCode {
     if args.server().healthcheck {
         return healthcheck(&listen);
     }
-    toystore::malloc::limit_thread_caches();
+    malloc::limit_thread_caches();
     let stop_when_stdin_closes = args.server().stop_when_stdin_closes;
     let config = match args.into_config() {
         Ok(config) => config,
