@@ -18,12 +18,18 @@
 //!   pool, queue), [`peer::PeerLimits`] for calls to peers (timeouts, retries,
 //!   bulkhead, batch caps and flights, background intervals, buffer sizes). Both sit in
 //!   each service's config; the command line sets the ones it has flags for.
+//! - Errors, an enum per layer, each mapped to a status in one place:
+//!   [`http::error::ProtocolError`] (framing, in `http/error.rs`),
+//!   [`wire::WireError`] (always 400, in `wire.rs`), [`peer::BackendError`] (503/504,
+//!   in `peer/backend.rs`), [`catalog::CatalogError`] and [`order::OrderError`] (in
+//!   each service's `api.rs`). All become [`http::ApiError`], named by status
+//!   (`ApiError::conflict`, `ApiError::unavailable`, ...), and then the envelope.
 //! - [`store`]: the durable append-only journal with group commit, shared by the
 //!   catalog's table and the order log.
 //! - [`catalog`], [`order`], [`frontend`]: one module per service, each the same
 //!   shape: `mod.rs` wires it and has its `Config` and its
-//!   `run(config, listener, shutdown)` (binds nothing, starts and stops its background
-//!   thread), `api.rs` holds its routes, the domain files sit beside them. A service
+//!   `run(config, listener, shutdown)` (takes a bound listener, starts and stops its
+//!   background thread), `api.rs` holds its routes, the domain files sit beside them. A service
 //!   never reaches into another's internals; they meet only over HTTP and [`wire`].
 //! - [`wire`]: the bodies that cross the wire and their validation (the shapes, the
 //!   quantity and order-number parsers, the idempotency key).
