@@ -42,6 +42,10 @@ fn encode(segment: &str) -> String {
 /// [`crate::batch`]); each carries its request id.
 type Gathered<T> = Batcher<(T, String), HandlerResult>;
 
+/// The API reference (`docs/openapi.json`, generated from `docs/openapi.yaml`), built
+/// into the binary so that a container needs no file.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
 /// Lookups in flight at once: one, since a lookup is quick and CPU, not the round
 /// trip, is what limits queries; a second flight would only make batches smaller.
 const QUERY_FLIGHTS: usize = 1;
@@ -134,6 +138,9 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&health.catalog), "order": state(&health.order)});
             Ok(Response::data(&body))
         })
+        .route_for(Access::Public, "GET", "/openapi.json", |_, _| {
+            Ok(Response::text(200, "application/json", OPENAPI_JSON.into()))
+        })
         .route_for(Access::Public, "GET", "/products", move |request: &Request, _| {
             let query = ListQuery::from_pairs(&request.query_pairs()?).map_err(ApiError::bad_request)?;
             let path = format!("/products?{}", query.to_query_string());
@@ -188,4 +195,49 @@ pub fn spawn_monitor(
                 return;
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::PeerAddr;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    /// `GET /metrics` is answered by the server for every service, not by a route.
+    const SERVER_ROUTES: [(&str, &str); 1] = [("GET", "/metrics")];
+
+    /// The served reference is OpenAPI 3.1 and describes exactly the public routes,
+    /// so a route added or removed without the document fails here.
+    #[test]
+    fn the_api_reference_lists_every_public_route() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(spec["openapi"], "3.1.0");
+        let documented: BTreeSet<(String, String)> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                let methods = item.as_object().unwrap().keys();
+                methods
+                    .filter(|method| *method != "parameters")
+                    .map(|method| (method.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let backend = |port| {
+            let addr = PeerAddr::parse(&format!("127.0.0.1:{port}"), port).unwrap();
+            Backend::new("peer", addr, Duration::from_secs(1), 1, 0)
+        };
+        let router = router(Arc::new(Frontend {
+            catalog: backend(1),
+            order: backend(2),
+            admin_token: None,
+        }));
+        let served: BTreeSet<(String, String)> = router
+            .public_routes()
+            .chain(SERVER_ROUTES)
+            .map(|(method, pattern)| (method.to_string(), pattern.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
 }
