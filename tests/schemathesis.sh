@@ -45,16 +45,20 @@ stop_stack() {
 }
 trap stop_stack EXIT
 
-# Starts `$1` (a binary) with the rest as arguments on a free port, and prints the
-# address it bound once it says so (within 10 s).
+# Starts `$1` (a binary) with the rest as arguments on a free port, in this shell (so
+# that stop_stack knows its pid).
 start() {
-    local name=$1 log="$WORK/$1.log"
+    local name=$1
     shift
-    "$BIN/$name" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    "$BIN/$name" --listen 127.0.0.1:0 "$@" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
+}
+
+# The address `$1` bound, once it says so (within 10 s).
+address() {
+    local name=$1 line
     for _ in $(seq 1 100); do
-        local line
-        line=$(grep -m1 -o "$name listening on http://[0-9.:]*" "$log" || true)
+        line=$(grep -m1 -o "$name listening on http://[0-9.:]*" "$WORK/$name.log" || true)
         if [ -n "$line" ]; then
             echo "${line##*http://}"
             return
@@ -62,7 +66,7 @@ start() {
         sleep 0.1
     done
     echo "$name did not start:" >&2
-    cat "$log" >&2
+    cat "$WORK/$name.log" >&2
     return 1
 }
 
@@ -70,9 +74,12 @@ echo "== a fresh stack"
 export INTERNAL_TOKEN=schemathesis-internal ADMIN_TOKEN=schemathesis-admin
 # No restock: stock moves only by what the run does. No access log: nobody reads it.
 export RESTOCK_PERIOD_MS=0 ACCESS_LOG=false
-catalog=$(start catalog --data-dir "$WORK/data")
-order=$(start order --data-dir "$WORK/data" --catalog "$catalog")
-front=$(start frontend --catalog "$catalog" --order "$order")
+start catalog --data-dir "$WORK/data"
+catalog=$(address catalog)
+start order --data-dir "$WORK/data" --catalog "$catalog"
+order=$(address order)
+start frontend --catalog "$catalog" --order "$order"
+front=$(address frontend)
 echo "front-end on http://$front"
 
 echo "== st run"
