@@ -16,17 +16,41 @@
 # rest, at its peak over the 1/16/64-connection runs through the front-end, and at its
 # peak after everything (VmHWM).
 #
-# Output: bench/results/raw/roundN-LABEL.txt (bench.sh lines), bench/results/env.txt
-# (machine, versions, fsync probe), bench/results/rss.txt, bench/results/summary.md
-# (medians of clean runs, by the peers' summarize.py).
+# Output, in a new directory bench/results/<UTC date and time>-<commit>/ (RESULTS sets
+# another; an existing one is never overwritten): raw/roundN-LABEL.txt (bench.sh lines),
+# env.txt (machine, versions, fsync probe), rss.txt, summary.md (medians of clean runs,
+# by the peers' summarize.py).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 peers_src=${PEERS_DIR:-$repo/../shared/peers}
 work=${WORK:-/tmp/toystore-bench}
-results=${RESULTS:-$repo/bench/results}
 rounds=${ROUNDS:-3}
 peers=${PEERS:-toystore axum flask ceiling}
 base=19000
+
+# --- the inputs, checked before anything is installed, built, copied or written
+fail() {
+    echo "bench: $*" >&2
+    exit 1
+}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || fail "ROUNDS=$rounds: expected a whole number from 1"
+for peer in $peers; do
+    case $peer in
+    toystore | axum | flask | ceiling) ;;
+    *) fail "PEERS: unknown peer '$peer' (known: toystore axum flask ceiling)" ;;
+    esac
+done
+needed=(bench.sh summarize.py db.txt up.sh down.sh tools/fsync_probe.py)
+for peer in $peers; do [[ $peer == toystore ]] || needed+=("$peer"); done
+for file in "${needed[@]}"; do
+    [[ -e $peers_src/$file ]] ||
+        fail "no $peers_src/$file: the peers' harness (../shared/peers beside this repository) is needed; set PEERS_DIR to where it is"
+done
+commit=$(git -C "$repo" rev-parse --short=7 HEAD 2>/dev/null) ||
+    fail "$repo is not a git checkout: results are named by the commit measured"
+git -C "$repo" diff --quiet HEAD -- || commit+=-dirty
+results=${RESULTS:-$repo/bench/results/$(date -u +%Y-%m-%dT%H%MZ)-$commit}
+[[ ! -e $results ]] || fail "$results exists: not overwriting a run's results (set RESULTS to a new directory)"
 ulimit -n 65536 2>/dev/null || true
 
 # --- setup: tools, a writable copy of the peers, their builds, our release build
@@ -36,7 +60,6 @@ command -v curl >/dev/null || need+=(curl)
 [[ $peers == *ceiling* ]] && ! command -v nginx >/dev/null && need+=(nginx)
 if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 mkdir -p "$work" "$results/raw"
-rm -f "$results"/raw/round*-*.txt
 [[ -d $work/peers ]] || cp -r "$peers_src" "$work/peers"
 chmod -R u+w "$work/peers"
 peersdir=$work/peers
@@ -52,7 +75,7 @@ bin=$repo/target/release
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "commit: $(git -C "$repo" rev-parse --short HEAD)"
+    echo "commit: $commit"
     echo "kernel: $(uname -sr)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
     echo "wrk: $(wrk -v 2>&1 | head -1)"

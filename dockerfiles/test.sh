@@ -352,7 +352,8 @@ if [ -n "$func" ]; then
     sed 's/^/      /' "$work/func.log" | tail -60
     bad "${func#$root/}"
   fi
-  grep -E '^test result:' "$work/func.log" | sed 's/^/    /'
+  # Its last line counts the tests that skipped themselves apart from those that passed.
+  grep -E '^(test result:|test_func.sh: [0-9]+ passed)' "$work/func.log" | sed 's/^/    /'
 else
   echo "    (no test_func.sh in the repository: only our own curl checks)"
 fi

@@ -12,29 +12,69 @@
 //! never gets a result read before its call began (a query right after a buy sees the
 //! buy). Alone, a caller leads a batch of one with no thread switch; under load the
 //! batches grow by themselves to however many callers wait out one round trip.
+//!
+//! A caller may give a deadline ([`Batcher::submit_by`]): it is the caller's whole
+//! budget, the wait in the queue included. A batch is sent with the earliest deadline
+//! among its items (its oldest), so it ends in time for every one of them; an item
+//! whose deadline passes while it is still queued leaves the queue and its caller hears
+//! so at once, rather than waiting out the batch ahead and then a call of its own.
+//!
+//! Batches are sized by the bytes their items take as JSON ([`json_len`]), so that a
+//! batch's body stays under the peer's body limit whatever the items hold.
 
+use crate::http::limits::DEFAULT_MAX_BODY_BYTES;
 use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
 use std::collections::VecDeque;
+use std::io;
 use std::mem;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Items a batch between services carries at most.
 pub const MAX_ITEMS: usize = 256;
-/// Bytes of names a batch carries at most: far below the peers' 1 MiB body limit.
-pub const MAX_BYTES: usize = 256 << 10;
+/// Bytes of JSON items a batch carries at most: a quarter of the peers' body limit,
+/// which leaves room for the envelope and for the order service passing a batch on to
+/// the catalog with larger items (a buy id and more per item, at most [`MAX_ITEMS`]).
+pub const MAX_BYTES: usize = DEFAULT_MAX_BODY_BYTES / 4;
 
-/// Splits a batch of `(item, request id)` into its items and the request id the batch
-/// travels under: its leader's, the first.
-pub fn with_leader_id<T>(batch: Vec<(T, String)>) -> (Vec<T>, String) {
-    let mut leader_id = None;
+/// The bytes `item` takes as JSON, exactly as serde_json writes it, without writing it
+/// anywhere. Escapes make this up to six times a string's length (`\u0001`).
+pub fn json_len<T: Serialize + ?Sized>(item: &T) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and our items are plain structs.
+    let _ = serde_json::to_writer(&mut count, item);
+    count.0
+}
+
+/// An item's share of a batch: its JSON and the comma that separates it from the next.
+/// `None` when it alone would be over [`MAX_BYTES`]: it cannot travel in any batch.
+pub fn share<T: Serialize + ?Sized>(item: &T) -> Option<usize> {
+    Some(json_len(item) + 1).filter(|&bytes| bytes <= MAX_BYTES)
+}
+
+/// Splits a batch of `(item, context)` into its items and the context the batch travels
+/// under (request id, deadline): its leader's, the first and oldest.
+pub fn with_leader_id<T, C: Default>(batch: Vec<(T, C)>) -> (Vec<T>, C) {
+    let mut leader = None;
     let items = batch
         .into_iter()
-        .map(|(item, id)| {
-            leader_id.get_or_insert(id);
+        .map(|(item, context)| {
+            leader.get_or_insert(context);
             item
         })
         .collect();
-    (items, leader_id.unwrap_or_default())
+    (items, leader.unwrap_or_default())
 }
 
 /// Runs the items of a batch that pass `check` and gives every item its outcome, in
@@ -82,6 +122,8 @@ struct Gather<T, R> {
 struct Queued<T, R> {
     item: T,
     bytes: usize,
+    /// When the caller stops waiting, if it gave a deadline.
+    deadline: Option<Instant>,
     slot: Arc<Slot<R>>,
     /// This caller has been offered a lead (so no second lead goes to it).
     offered: bool,
@@ -99,6 +141,16 @@ struct SlotState<R> {
     lead: bool,
     /// The batch holding this item panicked.
     lost: bool,
+    /// The item's deadline passed while it was queued: it left the queue unrun.
+    expired: bool,
+}
+
+/// What a caller found when it woke.
+struct Woke<R> {
+    result: Option<R>,
+    offered: bool,
+    lost: bool,
+    expired: bool,
 }
 
 impl<R> Slot<R> {
@@ -107,14 +159,26 @@ impl<R> Slot<R> {
         self.ready.notify_one();
     }
 
-    /// Takes what arrived (waiting for something to arrive when `block`): the result
-    /// if any, whether a lead was passed here, whether the batch was lost.
-    fn take(&self, block: bool) -> (Option<R>, bool, bool) {
+    /// Takes what arrived, waiting for something to arrive when `block`, until `until`
+    /// if given.
+    fn take(&self, block: bool, until: Option<Instant>) -> Woke<R> {
         let mut state = self.state.lock();
-        while block && state.result.is_none() && !state.lead && !state.lost {
-            self.ready.wait(&mut state);
+        while block && state.result.is_none() && !state.lead && !state.lost && !state.expired {
+            match until {
+                Some(until) => {
+                    if self.ready.wait_until(&mut state, until).timed_out() {
+                        break;
+                    }
+                }
+                None => self.ready.wait(&mut state),
+            }
         }
-        (state.result.take(), mem::take(&mut state.lead), state.lost)
+        Woke {
+            result: state.result.take(),
+            offered: mem::take(&mut state.lead),
+            lost: state.lost,
+            expired: state.expired,
+        }
     }
 }
 
@@ -137,16 +201,27 @@ impl<T, R> Batcher<T, R> {
 
     /// Runs `item` in a batch and returns its result. `bytes` is its share of the
     /// batch's size. Blocks until a batch that started after this call has run.
-    ///
+    pub fn submit(&self, item: T, bytes: usize) -> R {
+        self.submit_within(item, bytes, None)
+            .expect("an item without a deadline never expires")
+    }
+
+    /// Like [`submit`](Batcher::submit), but `None` once `deadline` has passed with the
+    /// item still queued; a batch holding the item is run with a deadline no later.
+    pub fn submit_by(&self, item: T, bytes: usize, deadline: Instant) -> Option<R> {
+        self.submit_within(item, bytes, Some(deadline))
+    }
+
     /// A leader runs batches from the head of the queue until its own item has been
     /// run (by it or by another leader), then passes its lead to the oldest caller not
     /// yet offered one, or gives it up when nobody waits.
-    pub fn submit(&self, item: T, bytes: usize) -> R {
+    fn submit_within(&self, item: T, bytes: usize, deadline: Option<Instant>) -> Option<R> {
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
                 result: None,
                 lead: false,
                 lost: false,
+                expired: false,
             }),
             ready: Condvar::new(),
         });
@@ -155,6 +230,7 @@ impl<T, R> Batcher<T, R> {
             gather.queue.push_back(Queued {
                 item,
                 bytes,
+                deadline,
                 slot: Arc::clone(&slot),
                 offered: false,
             });
@@ -166,24 +242,50 @@ impl<T, R> Batcher<T, R> {
             batcher: self,
             held: leads,
         };
+        // Until the deadline the caller may leave the queue; once its item is in a batch
+        // it waits for that batch, which ends by the deadline too.
+        let mut until = deadline;
         loop {
             // A leader whose item is in another leader's batch, with nothing left to
             // run, waits for that batch like a follower (keeping its lead).
             let ran = lead.held && self.run_batch();
-            let (result, offered, lost) = slot.take(!ran);
-            if offered && lead.held {
+            let woke = slot.take(!ran, until);
+            if woke.offered && lead.held {
                 // Two leads met here (a leader finished while this one was leading):
                 // one is enough, the other goes on.
                 self.pass_lead();
             }
-            lead.held |= offered;
-            if lost {
+            lead.held |= woke.offered;
+            if woke.lost {
                 panic!("the batch this call was in panicked");
             }
-            if let Some(result) = result {
-                return result;
+            if woke.result.is_some() {
+                return woke.result;
+            }
+            if woke.expired {
+                return None;
+            }
+            if until.is_some_and(|until| Instant::now() >= until) {
+                if self.withdraw(&slot) {
+                    return None;
+                }
+                until = None;
             }
         }
+    }
+
+    /// Takes the caller's item out of the queue; false if a batch already holds it.
+    fn withdraw(&self, slot: &Arc<Slot<R>>) -> bool {
+        let mut gather = self.gather.lock();
+        let Some(at) = gather
+            .queue
+            .iter()
+            .position(|queued| Arc::ptr_eq(&queued.slot, slot))
+        else {
+            return false;
+        };
+        gather.queue.remove(at);
+        true
     }
 
     /// Runs one batch from the head of the queue and hands out its results. Returns
@@ -214,8 +316,18 @@ impl<T, R> Batcher<T, R> {
         true
     }
 
+    /// The oldest queued items that fit in a batch, after dropping those whose deadline
+    /// has passed (their callers are told, and return at once).
     fn take_batch(&self) -> Vec<Queued<T, R>> {
         let mut gather = self.gather.lock();
+        let now = Instant::now();
+        gather.queue.retain(|queued| {
+            let expired = queued.deadline.is_some_and(|deadline| deadline <= now);
+            if expired {
+                queued.slot.update(|state| state.expired = true);
+            }
+            !expired
+        });
         let mut bytes = 0;
         let mut take = 0;
         for queued in &gather.queue {
@@ -434,6 +546,55 @@ mod tests {
             assert!(batch.len() <= 3, "{batch:?}");
             assert!(batch.len() == 1 || bytes <= 100, "{batch:?}");
         }
+    }
+
+    /// Issue 11: batches were sized by raw name length, but `\u{1}` is six bytes as
+    /// JSON, and a batch went over the peers' body limit.
+    #[test]
+    fn json_len_is_exactly_what_serde_json_writes() {
+        for name in ["Tux", "\u{1}\u{1}", "\"\\", "é€😀", "\u{7f}\u{9f}", ""] {
+            let name = name.repeat(50);
+            assert_eq!(json_len(&name), serde_json::to_vec(&name).unwrap().len());
+            assert_eq!(share(&name), Some(json_len(&name) + 1));
+        }
+        let poison = "\u{1}".repeat(MAX_BYTES / 6 + 1);
+        assert_eq!(share(&poison), None, "too large for any batch alone");
+    }
+
+    /// Issue 11: a request queued behind a batch in flight waited for that batch and
+    /// then for a call of its own. Its deadline covers the wait: it leaves the queue then.
+    #[test]
+    fn a_queued_item_leaves_at_its_deadline_while_a_batch_is_stuck() {
+        let (release, released) = crossbeam_channel::bounded::<()>(0);
+        let batcher = Arc::new(Batcher::new(
+            1,
+            8,
+            1024,
+            Box::new(move |items: Vec<u32>| {
+                if items.contains(&1) {
+                    let _ = released.recv();
+                }
+                items
+            }),
+        ));
+        let stuck = {
+            let batcher = Arc::clone(&batcher);
+            thread::spawn(move || batcher.submit(1, 1))
+        };
+        // Wait until the first batch is running (its item has left the queue).
+        while !batcher.gather.lock().queue.is_empty() || batcher.gather.lock().leads == 0 {
+            thread::yield_now();
+        }
+        let deadline = Instant::now() + Duration::from_millis(100);
+        assert_eq!(batcher.submit_by(2, 1, deadline), None);
+        assert!(
+            batcher.gather.lock().queue.is_empty(),
+            "the item left the queue"
+        );
+        release.send(()).unwrap();
+        assert_eq!(stuck.join().unwrap(), 1);
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(batcher.submit_by(3, 1, later), Some(3));
     }
 
     #[test]

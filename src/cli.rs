@@ -14,9 +14,9 @@ use crate::{CATALOG_PORT, FRONT_PORT, ORDER_PORT};
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use std::io::Read;
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,9 @@ pub struct ServerArgs {
     /// answers 200 within 2 s, else 1 (for container health checks).
     #[arg(long)]
     pub healthcheck: bool,
-    /// Write one access-log line per request to stdout.
+    /// Write one access-log line per request to stdout. `GET /health` is not logged:
+    /// the front-end probes its peers every second, as do container health checks
+    /// (`/metrics` still counts those requests).
     #[arg(long, env = "ACCESS_LOG", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub access_log: bool,
     /// The token the services share (visible ASCII): every route but the public ones,
@@ -84,6 +86,9 @@ pub struct LimitArgs {
     /// Milliseconds a response may take to write.
     #[arg(long, default_value_t = Limits::default().write_timeout.as_millis() as u64)]
     pub write_timeout_ms: u64,
+    /// Response bytes a connection may hold unwritten before its further requests wait.
+    #[arg(long, default_value_t = Limits::default().max_unwritten_bytes)]
+    pub max_unwritten_bytes: usize,
     /// Milliseconds a worker waits for a connection's next request before parking it.
     #[arg(long, default_value_t = Limits::default().linger.as_millis() as u64)]
     pub linger_ms: u64,
@@ -106,6 +111,7 @@ impl LimitArgs {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_requests_per_connection: self.max_requests_per_connection.max(1),
             write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
+            max_unwritten_bytes: self.max_unwritten_bytes,
             linger: Duration::from_millis(self.linger_ms),
             workers: self.workers.max(1),
             max_connections: self.max_connections.max(1),
@@ -125,6 +131,17 @@ pub struct BackendArgs {
     /// 503. Bounds how many workers a peer that stops answering can hold.
     #[arg(long, default_value_t = 64)]
     pub backend_max_in_flight: usize,
+}
+
+/// The launcher's flags (`toystore` with no subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct LauncherArgs {
+    /// Token that `PUT /products/{name}` must carry as `Authorization: Bearer ...`,
+    /// given to the catalog and the front-end it starts; unset, they take
+    /// `ADMIN_TOKEN` from the environment, and without either admin updates are off.
+    /// Prefer the environment: a flag shows in `ps`.
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
 }
 
 /// The catalog service.
@@ -239,12 +256,7 @@ pub fn run_catalog(args: CatalogArgs) -> ExitCode {
     };
     let catalog = match Catalog::open(&args.data_dir, &seed, args.snapshot_every) {
         Ok(catalog) => Arc::new(catalog),
-        Err(e) => {
-            return fail(
-                "catalog",
-                format!("cannot open {}: {e}", args.data_dir.display()),
-            )
-        }
+        Err(e) => return fail("catalog", data_dir_error(&args.data_dir, &e)),
     };
     let (stop_restock, stopped) = crossbeam_channel::bounded::<()>(0);
     if args.restock_period_ms > 0 {
@@ -271,12 +283,7 @@ pub fn run_order(args: OrderArgs) -> ExitCode {
     crate::malloc::limit_thread_caches();
     let log = match OrderLog::open(&args.data_dir) {
         Ok(log) => log,
-        Err(e) => {
-            return fail(
-                "order",
-                format!("cannot open {}: {e}", args.data_dir.display()),
-            )
-        }
+        Err(e) => return fail("order", data_dir_error(&args.data_dir, &e)),
     };
     let catalog = backend("catalog", args.catalog, &args.backend, &args.server);
     let service = Arc::new(OrderService::new(log, catalog));
@@ -312,6 +319,47 @@ pub fn run_frontend(args: FrontendArgs) -> ExitCode {
     );
     drop(stop_monitor);
     code
+}
+
+/// The user the container images run as (`USER` in `dockerfiles/*.Dockerfile`).
+pub const IMAGE_UID: u32 = 10001;
+
+/// Why a service could not open its data directory. A refusal names the user this
+/// process runs as: the usual cause is a Docker bind mount owned by root, which the
+/// image's unprivileged user cannot write.
+fn data_dir_error(dir: &Path, e: &io::Error) -> String {
+    let mut message = format!("cannot open the data directory {}: {e}", dir.display());
+    if matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    ) {
+        let user = running_user().unwrap_or_else(|| "an unknown user".to_string());
+        message.push_str(&format!(
+            "; this process runs as {user} and must be able to create and write files there \
+             (the container images run as uid {IMAGE_UID}: for a bind mount, \
+             `chown -R {IMAGE_UID}:{IMAGE_UID}` the host directory, or use a named volume)"
+        ));
+    }
+    message
+}
+
+/// `uid U, gid G` of this process (effective ids), from `/proc/self/status`: std has
+/// no getuid, and this crate has no unsafe code to call libc with.
+fn running_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // "Uid:\treal\teffective\tsaved\tfs": the effective id decides access.
+    let effective = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    Some(format!(
+        "uid {}, gid {}",
+        effective("Uid:")?,
+        effective("Gid:")?
+    ))
 }
 
 /// A pooled client for a peer, sending the internal token.
@@ -411,4 +459,38 @@ fn fail(name: &str, message: String) -> ExitCode {
     logging::warn(format!("{name}: error: {message}"));
     logging::flush(LAST_LINES_WAIT);
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_data_dir_names_the_directory_and_the_user() {
+        let dir = Path::new("/data");
+        let refused = data_dir_error(dir, &io::Error::from(io::ErrorKind::PermissionDenied));
+        let me = running_user().expect("/proc/self/status names the user");
+        for part in ["/data", me.as_str(), "uid 10001", "chown -R 10001:10001"] {
+            assert!(refused.contains(part), "{part:?} missing from {refused:?}");
+        }
+        // Other failures are not about the user: no advice that would mislead.
+        let corrupt = data_dir_error(dir, &io::Error::other("bad checksum"));
+        assert!(
+            corrupt.contains("/data") && !corrupt.contains("uid"),
+            "{corrupt}"
+        );
+    }
+
+    #[test]
+    fn the_image_uid_is_the_dockerfiles_user() {
+        let dockerfiles = concat!(env!("CARGO_MANIFEST_DIR"), "/dockerfiles");
+        for service in ["catalog", "order", "frontend"] {
+            let path = format!("{dockerfiles}/{service}.Dockerfile");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.contains(&format!("USER {IMAGE_UID}:{IMAGE_UID}")),
+                "{path} does not run as uid {IMAGE_UID}"
+            );
+        }
+    }
 }

@@ -13,7 +13,10 @@
 //!
 //! The services share a random internal token (`INTERNAL_TOKEN`), new each run unless
 //! the environment sets one, so that only they can call each other's internal routes.
+//! The admin token (`--admin-token`, else `ADMIN_TOKEN` from the environment) goes to
+//! them through the environment too, where `ps` does not show it.
 
+use crate::cli::LauncherArgs;
 use crate::http::backend::Backend;
 use crate::logging;
 use crate::peer::PeerAddr;
@@ -41,7 +44,7 @@ const TOKEN_BYTES: usize = 32;
 
 /// Starts catalog, order and front-end; stops them on SIGINT, SIGTERM or SIGHUP, or
 /// when one dies.
-pub fn run() -> ExitCode {
+pub fn run(args: LauncherArgs) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return fail(&format!("cannot find my own executable: {e}")),
@@ -77,10 +80,15 @@ pub fn run() -> ExitCode {
             vec!["--catalog".into(), catalog_url, "--order".into(), order_url],
         ),
     ];
+    let admin_token = args
+        .admin_token
+        .or_else(|| std::env::var("ADMIN_TOKEN").ok())
+        .filter(|token| !token.is_empty());
     let mut running: Vec<Service> = Vec::new();
     for (name, port, extra) in plan {
         let spawned = lifeline.try_clone().and_then(|stdin| {
-            Command::new(&exe)
+            let mut command = Command::new(&exe);
+            command
                 .arg(name)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
@@ -88,8 +96,11 @@ pub fn run() -> ExitCode {
                 .args(extra)
                 .env("INTERNAL_TOKEN", &token)
                 .stdin(Stdio::from(stdin))
-                .process_group(0)
-                .spawn()
+                .process_group(0);
+            if let Some(admin_token) = &admin_token {
+                command.env("ADMIN_TOKEN", admin_token);
+            }
+            command.spawn()
         });
         match spawned {
             Ok(child) => running.push(Service { name, port, child }),
@@ -104,10 +115,18 @@ pub fn run() -> ExitCode {
         }
     }
     drop(lifeline);
+    let admin = match admin_token {
+        Some(_) => format!(
+            "curl -X PUT -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' -d '{{\"quantity\":100}}' http://127.0.0.1:{FRONT_PORT}/products/Tux"
+        ),
+        None => "off (start with --admin-token or ADMIN_TOKEN set to allow PUT /products/{name})"
+            .to_string(),
+    };
     logging::info(format!(
         "\ntoystore is up: http://127.0.0.1:{FRONT_PORT}\n  \
          try:    curl http://127.0.0.1:{FRONT_PORT}/products/Tux\n  \
          buy:    curl -X POST -H 'Content-Type: application/json' -d '{{\"name\":\"Tux\",\"quantity\":1}}' http://127.0.0.1:{FRONT_PORT}/orders\n  \
+         admin:  {admin}\n  \
          client: cargo run --release --bin client -- query Tux --requests 5\n\
          Ctrl-C stops all three.\n"
     ));

@@ -5,6 +5,21 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest product name or category, in bytes. The catalog refuses a seed with a longer
+/// one, so a longer name names no product: the front-end answers it at once (404, or
+/// nothing matches) instead of passing it on. This keeps every request between services
+/// small whatever a client sends (a 16 KiB name once could not be forwarded at all, and
+/// the front-end took the failure for the catalog being down).
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Whether a product could have this name: at most [`MAX_NAME_BYTES`], and no control
+/// or whitespace character (a seed name is one whitespace-free token, and the catalog
+/// refuses control characters in it). A name that fails names no product, so it is
+/// answered as unknown before anything is forwarded or logged.
+pub fn could_be_product_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_BYTES && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 /// Success envelope: every 2xx body is `{"data": ...}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Data<T> {
@@ -129,6 +144,15 @@ pub fn quantity_from_text(text: &str) -> Result<u64, String> {
     positive_quantity(text.parse().ok().filter(|_| digits))
 }
 
+/// An order number from a path segment (`GET /orders/7`): decimal digits only (no sign,
+/// no blanks), fitting in u64; anything else is refused with a message saying so.
+pub fn order_number_from_text(text: &str) -> Result<u64, String> {
+    text.parse()
+        .ok()
+        .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| "invalid order number: must be a non-negative integer".into())
+}
+
 /// The catalog's internal buy: idempotent on `buy_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogBuy {
@@ -197,9 +221,10 @@ impl Placement {
         positive_quantity(Some(self.quantity)).map(drop)
     }
 
-    /// Its share of a batch's size limit ([`crate::batch::MAX_BYTES`]).
+    /// Its share of a batch's size limit ([`crate::batch::MAX_BYTES`]): the bytes it
+    /// takes as JSON, escapes included.
     pub fn batch_bytes(&self) -> usize {
-        self.name.len() + 64
+        crate::batch::json_len(self) + 1
     }
 }
 
@@ -309,6 +334,40 @@ mod tests {
             assert_eq!(quantity_from_text(text).ok(), want, "{text}");
         }
     }
+
+    /// Issue 11: a placement's share of a batch was its name's length plus 64, but a
+    /// control character is six bytes as JSON.
+    #[test]
+    fn a_placement_counts_its_json_bytes() {
+        for name in ["Tux", &"\u{1}".repeat(1000), &"\"".repeat(1000)] {
+            let order = Placement {
+                name: name.to_string(),
+                quantity: 1,
+                key: Some("k".into()),
+            };
+            assert_eq!(
+                order.batch_bytes(),
+                serde_json::to_vec(&order).unwrap().len() + 1
+            );
+        }
+    }
+
+    #[test]
+    fn path_order_numbers_table() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("007", Some(7)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("+0", None),
+            ("-0", None),
+            (" 1", None),
+            ("1e3", None),
+            ("", None),
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(order_number_from_text(text).ok(), want, "{text}");
+        }
+    }
 }
 
 /// Filters of `GET /products`, validated.
@@ -363,6 +422,23 @@ impl ListQuery {
         Ok(query)
     }
 
+    /// Whether no product can match: a filter longer than any name or category can be.
+    /// Categories compare ASCII-case-insensitively (same length), names by lower-case
+    /// containment: lowering a character never drops it and gives at most two, so a
+    /// name of at most [`MAX_NAME_BYTES`] characters lowers to at most twice that many,
+    /// and a `q` of more characters than that is contained in none.
+    pub fn matches_nothing(&self) -> bool {
+        let q_too_long = self
+            .q
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > 2 * MAX_NAME_BYTES);
+        let category_too_long = self
+            .category
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_NAME_BYTES);
+        q_too_long || category_too_long
+    }
+
     /// The canonical query string, percent-encoded, for forwarding.
     pub fn to_query_string(&self) -> String {
         use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -404,7 +480,8 @@ impl ProductUpdate {
         let price = match object.get("price") {
             None => None,
             Some(v) => match v.as_f64() {
-                Some(p) if p.is_finite() && p >= 0.0 && v.is_number() => Some(p),
+                // `-0.0 >= 0.0` holds, but a negative zero is no price.
+                Some(p) if p.is_finite() && p.is_sign_positive() && v.is_number() => Some(p),
                 _ => return Err("invalid request: price must be a non-negative number".into()),
             },
         };
@@ -503,6 +580,8 @@ mod query_tests {
         for bad in [
             r#"{}"#,
             r#"{"price":-1}"#,
+            r#"{"price":-0.0}"#,
+            r#"{"price":-0}"#,
             r#"{"price":"1"}"#,
             r#"{"quantity":1.5}"#,
             r#"{"quantity":-2}"#,

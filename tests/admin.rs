@@ -54,7 +54,7 @@ fn put_with_wrong_token_is_403_and_changes_nothing() {
 
 fn needs_token(s: &Stack, test: &str) -> bool {
     if s.token.is_none() {
-        common::skip(&format!("{test}: skipped: needs ADMIN_TOKEN"));
+        common::skip(test, "needs ADMIN_TOKEN");
         return false;
     }
     true

@@ -10,19 +10,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exit_within, external, procfs, Extra, Http, Stack, Svc};
-
-fn skip(test: &str) -> bool {
-    if external() {
-        common::skip(&format!("{test}: skipped: needs spawned stack"));
-        return true;
-    }
-    false
-}
+use common::{exit_within, procfs, skip_when_external, Extra, Http, Stack, Svc};
 
 #[test]
 fn listen_from_env_and_peers_without_scheme() {
-    if skip("listen_from_env_and_peers_without_scheme") {
+    if skip_when_external("listen_from_env_and_peers_without_scheme") {
         return;
     }
     let s = Stack::spawn(Default::default());
@@ -76,7 +68,7 @@ fn healthcheck(bin: &str, listen: &str) -> (bool, Duration) {
 
 #[test]
 fn healthcheck_flag() {
-    if skip("healthcheck_flag") {
+    if skip_when_external("healthcheck_flag") {
         return;
     }
     let mut s = Stack::spawn(Default::default());
@@ -104,7 +96,7 @@ fn healthcheck_flag() {
 
 #[test]
 fn catalog_does_not_reseed_on_restart() {
-    if skip("catalog_does_not_reseed_on_restart") {
+    if skip_when_external("catalog_does_not_reseed_on_restart") {
         return;
     }
     let mut s = Stack::spawn(Default::default());
@@ -120,7 +112,7 @@ fn catalog_does_not_reseed_on_restart() {
 
 #[test]
 fn default_seed_is_built_in() {
-    if skip("default_seed_is_built_in") {
+    if skip_when_external("default_seed_is_built_in") {
         return;
     }
     // Run the catalog from a directory without database.txt: the seed is in the binary.
@@ -138,7 +130,7 @@ fn default_seed_is_built_in() {
 
 #[test]
 fn toystore_binary_runs_each_role() {
-    if skip("toystore_binary_runs_each_role") {
+    if skip_when_external("toystore_binary_runs_each_role") {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_toystore");
@@ -183,7 +175,7 @@ fn env_of(pid: u32, name: &str) -> Option<String> {
 
 #[test]
 fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
-    if skip("services_limit_their_malloc_caches_and_keep_an_operators_setting") {
+    if skip_when_external("services_limit_their_malloc_caches_and_keep_an_operators_setting") {
         return;
     }
     // (GLIBC_TUNABLES given, whether the service runs itself again to add the limit).
@@ -214,7 +206,7 @@ fn services_limit_their_malloc_caches_and_keep_an_operators_setting() {
 
 #[test]
 fn a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused() {
-    if skip("a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused") {
+    if skip_when_external("a_second_service_of_a_kind_on_a_data_dir_in_use_is_refused") {
         return;
     }
     // One directory for both, as the launcher gives them: different services may share.
@@ -278,7 +270,12 @@ impl Launcher {
     /// its three services are known; `None` (after saying so) in external mode or when a
     /// default port is taken.
     fn start(test: &str) -> Option<Launcher> {
-        if skip(test) {
+        Self::start_with(test, &[], &[])
+    }
+
+    /// Like [`Launcher::start`], with these arguments and environment.
+    fn start_with(test: &str, args: &[&str], envs: &[(&str, &str)]) -> Option<Launcher> {
+        if skip_when_external(test) {
             return None;
         }
         let ports = LAUNCHER_PORTS_IN_USE
@@ -288,15 +285,18 @@ impl Launcher {
             .iter()
             .any(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
         {
-            common::skip(&format!("{test}: skipped: a default port is in use"));
+            common::skip(test, "a default port is in use");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_toystore"))
+            .args(args)
             .current_dir(dir.path())
             .env_remove("DATA_DIR")
             .env_remove("LISTEN")
             .env_remove("INTERNAL_TOKEN")
+            .env_remove("ADMIN_TOKEN")
+            .envs(envs.iter().copied())
             .env("ACCESS_LOG", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -427,4 +427,120 @@ fn services_stop_when_the_launcher_is_killed() {
     launcher.child.kill().unwrap();
     launcher.child.wait().unwrap();
     launcher.assert_services_gone("SIGKILL of the launcher");
+}
+
+/// Issue 12: `toystore --admin-token` was refused, and nothing said that `ADMIN_TOKEN`
+/// in the launcher's environment reaches its services. Either way the catalog and the
+/// front-end take the token: an admin update with it passes, through the front-end and
+/// on the catalog directly.
+#[test]
+fn the_launcher_gives_its_services_the_admin_token() {
+    let test = "the_launcher_gives_its_services_the_admin_token";
+    let token = "launcher-admin-token-7e2";
+    let ways = [
+        (vec!["--admin-token", token], vec![]),
+        (vec![], vec![("ADMIN_TOKEN", token)]),
+    ];
+    for (args, envs) in ways {
+        let Some(_launcher) = Launcher::start_with(test, &args, &envs) else {
+            return;
+        };
+        let http = Http::default();
+        let body = r#"{"quantity":7}"#;
+        for base in ["http://127.0.0.1:6060", "http://127.0.0.1:10086"] {
+            let url = format!("{base}/products/Tux");
+            http.put(&url, body, None).err(401, None);
+            http.put(&url, body, Some("not-the-token")).err(403, None);
+            let r = http.put(&url, body, Some(token));
+            assert_eq!(r.ok()["quantity"], 7, "{args:?} {envs:?} {base}: {r:?}");
+        }
+    }
+}
+
+/// Issue 12: editing the seed after the first start changed nothing, silently. A
+/// catalog that finds state in its data directory says that the seed is ignored and
+/// how to start again; a first start, which reads the seed, does not.
+#[test]
+fn a_catalog_on_existing_state_says_the_seed_is_ignored() {
+    if skip_when_external("a_catalog_on_existing_state_says_the_seed_is_ignored") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--data-dir", data.to_str().unwrap()];
+    let said = |catalog: &Extra| {
+        let logs = catalog.logs();
+        logs.contains(&format!("using the state already in '{}'", data.display()))
+            && logs.contains("the seed is read only on first start")
+            && logs.contains(&format!("remove '{}'", data.display()))
+    };
+    // The line comes before the address line, which `Extra` has waited for.
+    let first = Extra::start(Svc::Catalog, &args, &[]);
+    assert!(!said(&first), "on a first start:\n{}", first.logs());
+    drop(first);
+    let again = Extra::start(Svc::Catalog, &args, &[]);
+    assert!(said(&again), "on a restart:\n{}", again.logs());
+}
+
+/// Issue 12: a Docker bind mount owned by root failed with a bare `Permission denied`.
+/// A service that may not write its data directory names it, the user it runs as, and
+/// the images' user. Root may write anywhere, so as root the service runs as `nobody`.
+#[test]
+fn a_data_dir_the_service_may_not_write_names_the_user() {
+    if skip_when_external("a_data_dir_the_service_may_not_write_names_the_user") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 0700: only the owner may enter, so another user cannot create `data` in it.
+    let data = dir.path().join("data");
+    let my_uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    let as_root = my_uid == 0;
+    if as_root && Command::new("setpriv").arg("--version").output().is_err() {
+        common::skip(
+            "a_data_dir_the_service_may_not_write_names_the_user",
+            "root without setpriv",
+        );
+        return;
+    }
+    if !as_root {
+        let read_only = std::os::unix::fs::PermissionsExt::from_mode(0o500);
+        std::fs::set_permissions(dir.path(), read_only).unwrap();
+    }
+    let uid = if as_root { 65534 } else { my_uid };
+    for (svc, bin) in [
+        (Svc::Catalog, env!("CARGO_BIN_EXE_catalog")),
+        (Svc::Order, env!("CARGO_BIN_EXE_order")),
+    ] {
+        let mut command = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let output = command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .env_remove("LISTEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("start the service");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{svc:?}: {stderr}");
+        for part in [
+            format!("cannot open the data directory {}", data.display()),
+            "ermission denied".to_string(),
+            format!("this process runs as uid {uid},"),
+            "the container images run as uid 10001".to_string(),
+        ] {
+            assert!(
+                stderr.contains(&part),
+                "{svc:?}: {part:?} missing: {stderr}"
+            );
+        }
+    }
 }

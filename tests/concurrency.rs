@@ -71,9 +71,7 @@ fn assert_numbering(s: &Stack, won: &[(u64, String, u64)]) {
 
 fn needs_token(s: &Stack, test: &str) -> bool {
     if s.token.is_none() {
-        common::skip(&format!(
-            "{test}: skipped: needs spawned stack or ADMIN_TOKEN"
-        ));
+        common::skip(test, "needs a spawned stack or ADMIN_TOKEN");
         return false;
     }
     true

@@ -260,8 +260,7 @@ const PARALLEL: usize = 4;
 /// Every failpoint of the registry, each on a stack of its own.
 #[test]
 fn crash_at_every_step_of_the_buy_protocol_loses_nothing() {
-    if common::external() {
-        common::skip("crash walk: skipped: needs spawned stack");
+    if common::skip_when_external("crash_at_every_step_of_the_buy_protocol_loses_nothing") {
         return;
     }
     let next = AtomicUsize::new(0);

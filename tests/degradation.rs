@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{order_number, Options, Resp, Stack, Svc};
+use common::{eventually, order_number, Metrics, Options, Resp, Stack, Svc};
 
 /// Runs `f`, asserts it answered 503 or 504 with the envelope within `bound`.
 #[track_caller]
@@ -189,6 +189,7 @@ fn late_dropper(after: Duration) -> String {
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 let _ = c.read(&mut buf);
+                // The delay is the behaviour under test: a peer that fails late.
                 thread::sleep(after);
             });
         }
@@ -274,16 +275,27 @@ fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
     };
     let n = s.buy_ok("Tux", 1);
     let http = common::Http::with_timeout(Duration::from_secs(30));
+    const FLOOD: u64 = 100;
     thread::scope(|sc| {
-        for _ in 0..100 {
+        for _ in 0..FLOOD {
             let (http, front) = (&http, &s.front);
             sc.spawn(move || {
                 let r = http.get(&format!("{front}/products"));
                 r.err_any(&[503, 504]);
             });
         }
-        // Let the flood reach the server.
-        thread::sleep(Duration::from_millis(500));
+        // Wait until the whole flood has reached the front-end: each request answered or
+        // inside a handler (the scrape's own request is one of those in flight).
+        eventually(
+            "the flood at the front-end",
+            Duration::from_secs(20),
+            || {
+                let m = Metrics::scrape(&s.http, &s.front);
+                let answered = m.sum("toystore_http_requests_total", &[r#"route="/products""#]);
+                let in_flight = m.value("toystore_http_in_flight_requests");
+                (answered + in_flight > FLOOD).then_some(())
+            },
+        );
         for _ in 0..3 {
             let start = Instant::now();
             let r = s.get(&format!("/orders/{n}"));

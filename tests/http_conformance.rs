@@ -4,7 +4,13 @@
 //! limits. Every case asserts the status (or the close) *and* that the server still
 //! serves afterwards.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{
+    closed, eventually, expect_response, procfs, read_head_response, read_response, Metrics, Resp,
+};
+use crossbeam_channel::{Receiver, Sender};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -12,10 +18,40 @@ use toystore::http::{
     ApiError, Limits, Request, Response, Router, Server, ServerOptions, ShutdownHandle,
 };
 
+/// How long a test waits for an answer, a close or a condition: every one comes well
+/// before.
+const PATIENCE: Duration = Duration::from_secs(5);
+
 struct TestServer {
     addr: SocketAddr,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
+    held: Held,
+}
+
+/// The test's side of `GET /held`, a handler that keeps its worker until the test lets
+/// it go: a worker busy for exactly as long as a test needs, with no guessed sleep.
+struct Held {
+    /// A message each time a `/held` request has entered the handler.
+    entered: Receiver<()>,
+    /// A message lets one `/held` request finish.
+    release: Sender<()>,
+}
+
+impl TestServer {
+    /// Waits until a `/held` request is inside its handler.
+    #[track_caller]
+    fn wait_until_held(&self) {
+        self.held
+            .entered
+            .recv_timeout(PATIENCE)
+            .expect("GET /held reached its handler");
+    }
+
+    /// Lets one `/held` request finish.
+    fn release_held(&self) {
+        self.held.release.send(()).unwrap();
+    }
 }
 
 impl Drop for TestServer {
@@ -42,8 +78,12 @@ fn test_limits() -> Limits {
     }
 }
 
-fn router() -> Router {
-    Router::new()
+/// The routes every test server has. `/held` waits for the test (see [`Held`]), at most
+/// [`PATIENCE`] twice over, so that a failing test does not leave a worker stuck.
+fn router() -> (Router, Held) {
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+    let router = Router::new()
         .route("GET", "/hello", |_, _| Ok(Response::data(&"hello")))
         .route("POST", "/echo", |r: &Request, _| {
             Ok(Response::data(&String::from_utf8_lossy(&r.body)))
@@ -58,13 +98,15 @@ fn router() -> Router {
                 ..Response::data(&())
             })
         })
-        .route("GET", "/slow", |_, _| {
-            thread::sleep(Duration::from_millis(300));
-            Ok(Response::data(&"slow"))
+        .route("GET", "/held", move |_, _| {
+            let _ = entered_tx.send(());
+            let _ = release_rx.recv_timeout(2 * PATIENCE);
+            Ok(Response::data(&"held"))
         })
         .route("GET", "/panic", |_, _| -> Result<Response, ApiError> {
             panic!("handler panicked on purpose")
-        })
+        });
+    (router, Held { entered, release })
 }
 
 fn start(limits: Limits) -> TestServer {
@@ -74,7 +116,8 @@ fn start(limits: Limits) -> TestServer {
         access_log: false,
         metrics_extra: None,
     };
-    let server = Server::bind("127.0.0.1:0", router(), options).unwrap();
+    let (router, held) = router();
+    let server = Server::bind("127.0.0.1:0", router, options).unwrap();
     let addr = server.local_addr().unwrap();
     let handle = server.shutdown_handle();
     let thread = Some(thread::spawn(move || server.run().unwrap()));
@@ -82,98 +125,44 @@ fn start(limits: Limits) -> TestServer {
         addr,
         handle,
         thread,
+        held,
     }
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-}
-
-/// One parsed response: status, lower-cased headers, body.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response (Content-Length framed, or none for 1xx/204/HEAD).
-fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Option<Reply> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let status = line.split_whitespace().nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; if head_only { 0 } else { length }];
-    reader.read_exact(&mut body).ok()?;
-    Some(Reply {
-        status,
-        headers,
-        body: String::from_utf8(body).unwrap(),
-    })
+    common::connect_with_timeout(&addr.to_string(), PATIENCE)
 }
 
 /// Sends `raw` on a new connection and reads one response.
-fn exchange(addr: SocketAddr, raw: &[u8]) -> Reply {
+#[track_caller]
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Resp {
     let mut stream = connect(addr);
     stream.write_all(raw).unwrap();
-    read_reply(&mut BufReader::new(stream), false).expect("a response")
-}
-
-/// Whether the server closed the connection (EOF) within the stream's read timeout.
-fn closed(reader: &mut BufReader<TcpStream>) -> bool {
-    let mut rest = Vec::new();
-    reader.read_to_end(&mut rest).is_ok()
+    expect_response(&mut stream)
 }
 
 /// The server still answers a fresh, ordinary request.
+#[track_caller]
 fn assert_serving(addr: SocketAddr) {
     let reply = exchange(addr, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
-        (reply.status, reply.body.as_str()),
+        (reply.status, reply.text.as_str()),
         (200, r#"{"data":"hello"}"#)
     );
 }
 
-fn assert_envelope(reply: &Reply, status: u16) {
-    assert_eq!(reply.status, status, "{reply:?}");
-    let value: serde_json::Value =
-        serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("json body: {reply:?}"));
-    assert_eq!(value["error"]["code"], status, "{reply:?}");
-    let message = value["error"]["message"].as_str().unwrap();
-    assert!(
-        !message.is_empty() && message == message.to_lowercase(),
-        "{reply:?}"
-    );
+/// The error envelope with `status`, as exactly `application/json`.
+#[track_caller]
+fn assert_envelope(reply: &Resp, status: u16) {
+    reply.err(status, None);
     assert_eq!(reply.header("content-type"), Some("application/json"));
+}
+
+/// A gauge of the server's `/metrics`, scraped on a connection that asks to be closed
+/// (so the scrape itself is never a parked connection).
+fn gauge(addr: SocketAddr, name: &str) -> u64 {
+    let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
+    Metrics::parse(&reply.text).value(name)
 }
 
 #[test]
@@ -191,7 +180,7 @@ fn every_response_is_framed_with_length_date_and_request_id() {
         b"GET /id HTTP/1.1\r\nX-Request-Id: abc-123\r\n\r\n",
     );
     assert_eq!(
-        reply.body, r#"{"data":"abc-123"}"#,
+        reply.text, r#"{"data":"abc-123"}"#,
         "a sane client id is kept"
     );
     let reply = exchange(
@@ -199,7 +188,7 @@ fn every_response_is_framed_with_length_date_and_request_id() {
         b"GET /id HTTP/1.1\r\nX-Request-Id: bad id!\r\n\r\n",
     );
     assert!(
-        !reply.body.contains("bad id"),
+        !reply.text.contains("bad id"),
         "an odd client id is replaced: {reply:?}"
     );
 }
@@ -212,10 +201,11 @@ fn fragmented_writes_are_reassembled() {
     let raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
     for byte in raw.chunks(3) {
         stream.write_all(byte).unwrap();
+        // The pause is the point: each piece arrives on its own.
         thread::sleep(Duration::from_millis(2));
     }
-    let reply = read_reply(&mut BufReader::new(stream), false).unwrap();
-    assert_eq!(reply.body, r#"{"data":"hello"}"#);
+    let reply = expect_response(&mut stream);
+    assert_eq!(reply.text, r#"{"data":"hello"}"#);
 }
 
 #[test]
@@ -225,10 +215,7 @@ fn pipelined_requests_are_answered_in_order_on_one_connection() {
     stream
         .write_all(b"GET /name/a HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nbbGET /name/c HTTP/1.1\r\n\r\n")
         .unwrap();
-    let mut reader = BufReader::new(stream);
-    let bodies: Vec<String> = (0..3)
-        .map(|_| read_reply(&mut reader, false).unwrap().body)
-        .collect();
+    let bodies: Vec<String> = (0..3).map(|_| expect_response(&mut stream).text).collect();
     assert_eq!(
         bodies,
         [r#"{"data":"a"}"#, r#"{"data":"bb"}"#, r#"{"data":"c"}"#]
@@ -251,8 +238,7 @@ fn keep_alive_follows_version_and_connection_header() {
     for (raw, stays_open) in cases {
         let mut stream = connect(server.addr);
         stream.write_all(raw).unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let reply = read_reply(&mut reader, false).unwrap();
+        let reply = expect_response(&mut stream);
         assert_eq!(reply.status, 200);
         let want = if *stays_open { "keep-alive" } else { "close" };
         assert_eq!(
@@ -263,9 +249,9 @@ fn keep_alive_follows_version_and_connection_header() {
         );
         if *stays_open {
             stream.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
-            assert_eq!(read_reply(&mut reader, false).unwrap().status, 200);
+            assert_eq!(expect_response(&mut stream).status, 200);
         } else {
-            assert!(closed(&mut reader));
+            assert!(closed(&mut stream));
         }
     }
 }
@@ -277,14 +263,10 @@ fn expect_100_continue_and_other_expectations() {
     stream
         .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
         .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let interim = read_reply(&mut reader, true).unwrap();
+    let interim = expect_response(&mut stream);
     assert_eq!(interim.status, 100);
     stream.write_all(b"abc").unwrap();
-    assert_eq!(
-        read_reply(&mut reader, false).unwrap().body,
-        r#"{"data":"abc"}"#
-    );
+    assert_eq!(expect_response(&mut stream).text, r#"{"data":"abc"}"#);
 
     let reply = exchange(
         server.addr,
@@ -303,33 +285,31 @@ fn head_and_204_carry_no_body() {
             b"HEAD /hello HTTP/1.1\r\n\r\nGET /empty HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n",
         )
         .unwrap();
-    let mut reader = BufReader::new(stream);
-    let head = read_reply(&mut reader, true).unwrap();
+    let head = read_head_response(&mut stream)
+        .unwrap()
+        .expect("a response to HEAD");
     assert_eq!(
         (head.status, head.header("content-length")),
         (200, Some("16"))
     );
-    let empty = read_reply(&mut reader, false).unwrap();
+    let empty = expect_response(&mut stream);
     assert_eq!(
         (
             empty.status,
             empty.header("content-length"),
-            empty.body.as_str()
+            empty.text.as_str()
         ),
         (204, None, "")
     );
     // If either had sent a body, this would read it instead of the next response.
-    assert_eq!(
-        read_reply(&mut reader, false).unwrap().body,
-        r#"{"data":"hello"}"#
-    );
+    assert_eq!(expect_response(&mut stream).text, r#"{"data":"hello"}"#);
 }
 
 #[test]
 fn chunked_bodies_are_decoded_and_bad_ones_refused() {
     let server = start(test_limits());
     let reply = exchange(server.addr, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: 1\r\n\r\n");
-    assert_eq!(reply.body, r#"{"data":"abcde"}"#);
+    assert_eq!(reply.text, r#"{"data":"abcde"}"#);
     let cases: &[(&[u8], u16)] = &[
         (
             b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
@@ -372,8 +352,7 @@ fn smuggling_shapes_are_refused() {
     for raw in cases {
         let mut stream = connect(server.addr);
         stream.write_all(raw).unwrap();
-        let mut reader = BufReader::new(stream);
-        let reply = read_reply(&mut reader, false).unwrap();
+        let reply = expect_response(&mut stream);
         assert_envelope(&reply, 400);
         assert_eq!(
             reply.header("connection"),
@@ -382,7 +361,7 @@ fn smuggling_shapes_are_refused() {
             String::from_utf8_lossy(raw)
         );
         assert!(
-            closed(&mut reader),
+            closed(&mut stream),
             "closed after {}",
             String::from_utf8_lossy(raw)
         );
@@ -430,7 +409,7 @@ fn malformed_and_oversized_requests_get_their_status() {
 #[test]
 fn a_body_over_the_limit_sent_in_full_still_gets_413_not_a_reset() {
     let server = start(test_limits());
-    let stream = connect(server.addr);
+    let mut stream = connect(server.addr);
     let mut raw = b"POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".to_vec();
     raw.extend(std::iter::repeat_n(b'x', 100_000));
     // Write from another thread: the server answers before it has read everything.
@@ -438,7 +417,7 @@ fn a_body_over_the_limit_sent_in_full_still_gets_413_not_a_reset() {
     let sender = thread::spawn(move || {
         let _ = writer.write_all(&raw);
     });
-    let reply = read_reply(&mut BufReader::new(stream.try_clone().unwrap()), false).unwrap();
+    let reply = expect_response(&mut stream);
     assert_envelope(&reply, 413);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     sender.join().unwrap();
@@ -450,7 +429,7 @@ fn percent_decoded_path_segments() {
     let server = start(test_limits());
     let reply = exchange(server.addr, b"GET /name/T%75x%20%C3%A9 HTTP/1.1\r\n\r\n");
     assert_eq!(
-        reply.body,
+        reply.text,
         r#"{"data":"Tux \u00e9"}"#.replace("\\u00e9", "é")
     );
 }
@@ -462,7 +441,7 @@ fn header_names_are_case_insensitive() {
         server.addr,
         b"POST /echo HTTP/1.1\r\ncOnTeNt-LeNgTh: 2\r\n\r\nok",
     );
-    assert_eq!(reply.body, r#"{"data":"ok"}"#);
+    assert_eq!(reply.text, r#"{"data":"ok"}"#);
 }
 
 #[test]
@@ -499,10 +478,9 @@ fn a_stalled_request_gets_408_and_is_closed() {
     stream
         .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    let mut reader = BufReader::new(stream);
-    let reply = read_reply(&mut reader, false).unwrap();
+    let reply = expect_response(&mut stream);
     assert_envelope(&reply, 408);
-    assert!(closed(&mut reader));
+    assert!(closed(&mut stream));
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "dropped within the request timeout, not the read timeout"
@@ -515,10 +493,9 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let server = start(test_limits());
     let mut stream = connect(server.addr);
     stream.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    assert_eq!(read_reply(&mut reader, false).unwrap().status, 200);
+    assert_eq!(expect_response(&mut stream).status, 200);
     assert!(
-        closed(&mut reader),
+        closed(&mut stream),
         "closed by the server, not by our 5 s read timeout"
     );
 }
@@ -533,6 +510,7 @@ fn slowloris_senders_do_not_hold_up_other_clients() {
         }
         // Four workers, fifty trickling senders: a fresh client still gets through.
         assert_serving(server.addr);
+        // The pause is the point: the senders trickle.
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -547,19 +525,15 @@ fn many_idle_connections_do_not_starve_new_clients() {
     for _ in 0..1000 {
         let mut stream = connect(server.addr);
         stream.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
-        let mut reader = BufReader::new(stream);
-        assert_eq!(read_reply(&mut reader, false).unwrap().status, 200);
-        idle.push(reader);
+        assert_eq!(expect_response(&mut stream).status, 200);
+        idle.push(stream);
     }
     // 1,000 kept-alive connections, 4 workers: every one is parked, none holds a worker.
     assert_serving(server.addr);
-    let reader = &mut idle[500];
-    reader
-        .get_mut()
-        .write_all(b"GET /hello HTTP/1.1\r\n\r\n")
-        .unwrap();
+    let stream = &mut idle[500];
+    stream.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(
-        read_reply(reader, false).unwrap().status,
+        expect_response(stream).status,
         200,
         "a parked connection is served again when it speaks"
     );
@@ -572,23 +546,20 @@ fn a_saturated_server_answers_503_at_once() {
     limits.max_queue = 1;
     let server = start(limits);
     let mut busy = connect(server.addr);
-    busy.write_all(b"GET /slow HTTP/1.1\r\n\r\n").unwrap();
-    thread::sleep(Duration::from_millis(50));
+    busy.write_all(b"GET /held HTTP/1.1\r\n\r\n").unwrap();
+    server.wait_until_held(); // the only worker is taken
     let mut queued = connect(server.addr);
     queued.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
-    thread::sleep(Duration::from_millis(50));
+    // Accepted means queued: the acceptor queues a connection before it accepts the next.
+    let queued_from = queued.local_addr().unwrap();
+    eventually("the second connection accepted", PATIENCE, || {
+        procfs::accepted(server.addr, queued_from).then_some(())
+    });
     let reply = exchange(server.addr, b"GET /hello HTTP/1.1\r\n\r\n");
     assert_envelope(&reply, 503);
-    assert_eq!(
-        read_reply(&mut BufReader::new(busy), false).unwrap().status,
-        200
-    );
-    assert_eq!(
-        read_reply(&mut BufReader::new(queued), false)
-            .unwrap()
-            .status,
-        200
-    );
+    server.release_held();
+    assert_eq!(expect_response(&mut busy).status, 200);
+    assert_eq!(expect_response(&mut queued).status, 200);
 }
 
 #[test]
@@ -600,16 +571,15 @@ fn max_requests_per_connection_closes_after_the_last() {
     stream
         .write_all(b"GET /hello HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
         .unwrap();
-    let mut reader = BufReader::new(stream);
     assert_eq!(
-        read_reply(&mut reader, false).unwrap().header("connection"),
+        expect_response(&mut stream).header("connection"),
         Some("keep-alive")
     );
     assert_eq!(
-        read_reply(&mut reader, false).unwrap().header("connection"),
+        expect_response(&mut stream).header("connection"),
         Some("close")
     );
-    assert!(closed(&mut reader));
+    assert!(closed(&mut stream));
 }
 
 #[test]
@@ -626,9 +596,9 @@ fn metrics_count_requests_by_route_and_status() {
         r#"toystore_http_workers{service="test"} 4"#,
     ] {
         assert!(
-            reply.body.lines().any(|l| l == line),
+            reply.text.lines().any(|l| l == line),
             "missing {line}\n{}",
-            reply.body
+            reply.text
         );
     }
 }
@@ -637,10 +607,16 @@ fn metrics_count_requests_by_route_and_status() {
 fn shutdown_lets_in_flight_requests_finish_then_stops_accepting() {
     let mut server = start(test_limits());
     let mut stream = connect(server.addr);
-    stream.write_all(b"GET /slow HTTP/1.1\r\n\r\n").unwrap();
-    thread::sleep(Duration::from_millis(50));
+    stream.write_all(b"GET /held HTTP/1.1\r\n\r\n").unwrap();
+    server.wait_until_held();
     server.handle.shutdown();
-    let reply = read_reply(&mut BufReader::new(stream), false).unwrap();
+    // The request finishes only once the server has stopped listening, so it is answered
+    // during the shutdown, as the last one on its connection.
+    eventually("the listener closed", PATIENCE, || {
+        (!procfs::listens(server.addr)).then_some(())
+    });
+    server.release_held();
+    let reply = expect_response(&mut stream);
     assert_eq!(
         (reply.status, reply.header("connection")),
         (200, Some("close"))
@@ -662,22 +638,19 @@ fn a_zero_linger_still_serves_keep_alive_and_pipelined_requests() {
     stream
         .write_all(b"GET /name/a HTTP/1.1\r\n\r\nGET /name/b HTTP/1.1\r\n\r\n")
         .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    assert_eq!(
-        read_reply(&mut reader, false).unwrap().body,
-        r#"{"data":"a"}"#
-    );
-    assert_eq!(
-        read_reply(&mut reader, false).unwrap().body,
-        r#"{"data":"b"}"#
-    );
-    // The connection was parked in between; it is served again when it speaks.
-    thread::sleep(Duration::from_millis(20));
+    assert_eq!(expect_response(&mut stream).text, r#"{"data":"a"}"#);
+    assert_eq!(expect_response(&mut stream).text, r#"{"data":"b"}"#);
+    // The connection is parked in between; it is served again when it speaks. Wait
+    // until it is parked: first until the connection `assert_serving` used is gone
+    // (open: this one and the scrape's), so that this one is the only one that can be.
+    eventually("only this connection open", PATIENCE, || {
+        (gauge(server.addr, "toystore_http_open_connections") == 2).then_some(())
+    });
+    eventually("this connection parked", PATIENCE, || {
+        (gauge(server.addr, "toystore_http_idle_connections") == 1).then_some(())
+    });
     stream.write_all(b"GET /name/c HTTP/1.1\r\n\r\n").unwrap();
-    assert_eq!(
-        read_reply(&mut reader, false).unwrap().body,
-        r#"{"data":"c"}"#
-    );
+    assert_eq!(expect_response(&mut stream).text, r#"{"data":"c"}"#);
 }
 
 #[test]
@@ -694,16 +667,16 @@ fn every_connection_progresses_when_the_pool_is_saturated() {
         for client in 0..300 {
             let addr = server.addr;
             scope.spawn(move || {
-                let stream = connect(addr);
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
+                let mut stream = connect(addr);
                 for i in 0..10 {
                     stream
                         .write_all(format!("GET /name/{client}-{i} HTTP/1.1\r\n\r\n").as_bytes())
                         .unwrap();
-                    let reply = read_reply(&mut reader, false)
+                    let reply = read_response(&mut stream)
+                        .ok()
+                        .flatten()
                         .expect("an answer before the 5 s read timeout");
-                    assert_eq!(reply.body, format!(r#"{{"data":"{client}-{i}"}}"#));
+                    assert_eq!(reply.text, format!(r#"{{"data":"{client}-{i}"}}"#));
                 }
             });
         }

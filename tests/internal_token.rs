@@ -22,8 +22,7 @@ struct Guarded {
 impl Guarded {
     /// `None` (after saying so) in external mode, where the backends are not ours.
     fn start(test: &str) -> Option<Guarded> {
-        if common::external() {
-            common::skip(&format!("{test}: skipped: needs spawned services"));
+        if common::skip_when_external(test) {
             return None;
         }
         let data = tempfile::tempdir().unwrap();

@@ -183,7 +183,7 @@ fn a_full_disk_is_503_and_the_order_service_recovers_by_itself() {
     let dir = s.data_dir(Svc::Order);
     s.kill(Svc::Order);
     let Some(tmpfs) = Tmpfs::mount(&dir, "256k") else {
-        common::skip(&format!("{test}: skipped: cannot mount a tmpfs"));
+        common::skip(test, "cannot mount a tmpfs");
         return;
     };
     s.restart(Svc::Order);

@@ -103,7 +103,8 @@ fn buying_the_last_units_then_out_of_stock() {
     let s = Stack::new();
     if !s.is_spawned() && s.token.is_none() {
         common::skip(
-            "buying_the_last_units_then_out_of_stock: skipped: needs spawned stack or ADMIN_TOKEN",
+            "buying_the_last_units_then_out_of_stock",
+            "needs a spawned stack or ADMIN_TOKEN",
         );
         return;
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::procfs;
-use common::{exit_within, Http, Stack, Svc};
+use common::{exit_within, Extra, Http, Stack, Svc};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -109,8 +109,7 @@ fn terminate(child: &mut Child, signal: &str, what: &str) {
 /// at start on its address line.
 #[test]
 fn every_service_stops_on_sigterm_whatever_became_of_its_output() {
-    if common::external() {
-        common::skip("every_service_stops_on_sigterm_whatever_became_of_its_output: skipped: needs spawned services");
+    if common::skip_when_external("every_service_stops_on_sigterm_whatever_became_of_its_output") {
         return;
     }
     let outputs = [
@@ -138,8 +137,7 @@ fn every_service_stops_on_sigterm_whatever_became_of_its_output() {
 /// SIGHUP, and with its output gone it must stop as cleanly as on SIGTERM.
 #[test]
 fn a_service_stops_cleanly_on_sighup() {
-    if common::external() {
-        common::skip("a_service_stops_cleanly_on_sighup: skipped: needs spawned services");
+    if common::skip_when_external("a_service_stops_cleanly_on_sighup") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -166,16 +164,14 @@ fn dropped_lines(url: &str) -> Option<u64> {
 /// every request is still answered, and SIGTERM still stops the service.
 #[test]
 fn a_stalled_stdout_costs_log_lines_not_requests() {
-    if common::external() {
-        common::skip(
-            "a_stalled_stdout_costs_log_lines_not_requests: skipped: needs spawned services",
-        );
+    if common::skip_when_external("a_stalled_stdout_costs_log_lines_not_requests") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
     let (mut child, url) = start(Svc::Catalog, Output::Stalled, Output::Null, data.path());
     let http = Http::default();
-    let health = format!("{url}/health");
+    // Any route the access log writes (`/health` it does not).
+    let logged = format!("{url}/metrics");
     // The pipe (64 KiB) and the log's queue fill up, then lines are dropped: far fewer
     // requests than this bound (the old queue held 65,536 lines and blocked when full).
     let mut sent = 0;
@@ -185,7 +181,7 @@ fn a_stalled_stdout_costs_log_lines_not_requests() {
             "no dropped log line counted in /metrics after {sent} requests"
         );
         for _ in 0..500 {
-            assert_eq!(http.get(&health).status, 200);
+            assert_eq!(http.get(&logged).status, 200);
         }
         sent += 500;
     }
@@ -229,4 +225,36 @@ fn the_access_log_escapes_what_clients_control() {
     for raw in ['\u{9b}', '\u{202e}', '\u{200b}'] {
         assert!(!logs.contains(raw), "{raw:?} reached the log raw:\n{logs}");
     }
+}
+
+/// Issue 12: health probes (the front-end's every second, container health checks)
+/// flooded the terminal. `GET /health` writes no access-log line; other routes do.
+#[test]
+fn health_probes_are_not_access_logged() {
+    if common::skip_when_external("health_probes_are_not_access_logged") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let catalog = Extra::start(
+        Svc::Catalog,
+        &["--data-dir", data.path().to_str().unwrap()],
+        &[("ACCESS_LOG", "true")],
+    );
+    let get = |path: &str, id: &str| {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            common::raw_ok(catalog.url(), request.as_bytes()).status,
+            200
+        );
+    };
+    get("/health", "issue12-health");
+    get("/metrics", "issue12-metrics");
+    // One writer writes the lines in order: once the later one is out, so is the first.
+    let logs = common::eventually("the /metrics line", Duration::from_secs(5), || {
+        let logs = catalog.logs();
+        logs.contains("issue12-metrics").then_some(logs)
+    });
+    assert!(!logs.contains("issue12-health"), "{logs}");
 }

@@ -96,9 +96,10 @@ fn a_full_disk_refuses_changes_applies_none_and_recovers_by_itself() {
     let tmpfs = match Tmpfs::mount("2m") {
         Ok(tmpfs) => tmpfs,
         Err(why) => {
-            return skip(&format!(
-                "disk-full test skipped: cannot mount a tmpfs ({why})"
-            ))
+            return skip(
+                "a_full_disk_refuses_changes_applies_none_and_recovers_by_itself",
+                &format!("cannot mount a tmpfs ({why})"),
+            )
         }
     };
     let data = tmpfs.path().join("data");

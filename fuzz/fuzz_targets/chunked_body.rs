@@ -1,15 +1,20 @@
-//! Arbitrary bytes as a chunked body; the first byte picks the body and trailer limit.
+//! Arbitrary bytes as a chunked body, fed to the incremental decoder in arbitrary reads.
 //!
-//! `take_body` is stateless and re-run from the start as bytes arrive, so its answer on
-//! any prefix must be "wait" or the same answer as on the whole.
+//! Layout: the first byte picks the body limit, the second how many reads to cut the
+//! rest into, the next ones where to cut (the rest is the body). Checked: the decoder's
+//! answer does not depend on how the bytes were split into reads; it never examines a
+//! byte twice (its work is linear in the input); and the one-piece answer is sane.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toystore::http::body::take_body;
+use toystore::http::body::{take_body, ChunkedDecoder};
 use toystore::http::request::Framing;
 
+/// Reads of a body a connection may see at most: enough for any split of a short input.
+const MAX_READS: usize = 16;
+
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, buf)) = data.split_first() else {
+    let Some((&selector, data)) = data.split_first() else {
         return;
     };
     // Small limits so inputs reach them, the defaults, and the extremes of the type.
@@ -21,8 +26,16 @@ fuzz_target!(|data: &[u8]| {
         253 => usize::MAX / 2,
         _ => usize::MAX,
     };
-    let take = |bytes: &[u8]| take_body(bytes, Framing::Chunked, max, max);
-    let whole = take(buf);
+    let Some((&reads, data)) = data.split_first() else {
+        return;
+    };
+    let reads = usize::from(reads) % MAX_READS;
+    if data.len() < reads {
+        return;
+    }
+    let (cuts, buf) = data.split_at(reads);
+
+    let whole = take_body(buf, Framing::Chunked, max);
     if let Ok(Some((body, used))) = &whole {
         assert!(*used <= buf.len());
         assert!(body.len() <= max);
@@ -33,22 +46,30 @@ fuzz_target!(|data: &[u8]| {
         one.extend_from_slice(body);
         one.extend_from_slice(b"\r\n0\r\n\r\n");
         let expected = if body.is_empty() { 5 } else { one.len() };
-        assert_eq!(take(&one), Ok(Some((body.clone(), expected))));
-    }
-    // Bytes arriving in two pieces: the first piece waits or already says what the whole says.
-    let step = if buf.len() <= 128 { 1 } else { buf.len() / 64 };
-    for cut in (0..buf.len()).step_by(step) {
-        let early = take(&buf[..cut]);
-        assert!(
-            early == Ok(None) || early == whole,
-            "prefix of {cut}: {early:?}, whole: {whole:?}"
+        assert_eq!(
+            take_body(&one, Framing::Chunked, max),
+            Ok(Some((body.clone(), expected)))
         );
-        if let Ok(Some((_, used))) = &whole {
-            if cut >= *used {
-                assert_eq!(early, whole, "prefix of {cut} holds the whole body");
-            } else {
-                assert_eq!(early, Ok(None), "prefix of {cut} ends before the body does");
-            }
+    }
+
+    // The same bytes as a connection receives them: a buffer that grows read by read,
+    // cut where the input says.
+    let mut ends: Vec<usize> = cuts
+        .iter()
+        .map(|&cut| usize::from(cut) * buf.len() / 255)
+        .collect();
+    ends.push(buf.len());
+    ends.sort_unstable();
+    let mut decoder = ChunkedDecoder::new(max);
+    let mut split = Ok(None);
+    for &end in &ends {
+        split = decoder.advance(&buf[..end]);
+        // Never past the bytes given, never back: each byte is examined once.
+        assert!(decoder.examined() <= end, "examined past the bytes given");
+        if split != Ok(None) {
+            break;
         }
     }
+    let split = split.map(|done| done.map(|used| (decoder.into_body(), used)));
+    assert_eq!(split, whole, "cut at {ends:?}");
 });

@@ -104,6 +104,7 @@ fn check_head(head: &Head, limits: &Limits) {
 /// Query decoding, and the list filters: a valid filter survives its own query string.
 fn query(head: &Head) {
     let request = Request {
+        started: std::time::Instant::now(),
         head: head.clone(),
         body: Vec::new(),
         request_id: String::new(),
@@ -130,12 +131,7 @@ fn query(head: &Head) {
 /// `take_body` on the bytes after a head; how many it used when complete.
 fn body(rest: &[u8], head: &Head, limits: &Limits) -> Option<usize> {
     let take = |bytes: &[u8]| {
-        take_body(
-            bytes,
-            head.framing,
-            limits.max_body_bytes,
-            limits.max_head_bytes,
-        )
+        take_body(bytes, head.framing, limits.max_body_bytes)
     };
     match take(rest) {
         Ok(None) => {

@@ -53,12 +53,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let rest = &data[head_len..];
-    let body = match take_body(rest, head.framing, limits.max_body_bytes, 1024) {
+    let body = match take_body(rest, head.framing, limits.max_body_bytes) {
         Ok(Some((body, _))) => body,
         // Dispatch what we have anyway: handlers must not care how the body was framed.
         _ => rest.to_vec(),
     };
     let request = Request {
+        started: std::time::Instant::now(),
         head,
         body,
         request_id: String::new(),

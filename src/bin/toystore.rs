@@ -4,16 +4,20 @@
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::process::ExitCode;
-use toystore::cli::{self, CatalogArgs, FrontendArgs, OrderArgs};
+use toystore::cli::{self, CatalogArgs, FrontendArgs, LauncherArgs, OrderArgs};
 
 /// The toy store: catalog, order service and front-end.
 #[derive(Parser)]
 #[command(
     name = "toystore",
     version,
-    about = "The toy store. With no arguments: start catalog, order and front-end on the default ports; Ctrl-C stops them."
+    about = "The toy store. With no subcommand: start catalog, order and front-end on the default ports; Ctrl-C stops them.",
+    // The launcher's flags mean nothing to a role: refuse them there rather than ignore them.
+    args_conflicts_with_subcommands = true
 )]
 struct Toystore {
+    #[command(flatten)]
+    launch: LauncherArgs,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -36,8 +40,9 @@ enum Role {
 }
 
 fn main() -> ExitCode {
-    match Toystore::parse().role {
-        None => toystore::launcher::run(),
+    let toystore = Toystore::parse();
+    match toystore.role {
+        None => toystore::launcher::run(toystore.launch),
         Some(Role::Catalog(args)) => cli::run_catalog(args),
         Some(Role::Order(args)) => cli::run_order(args),
         Some(Role::Frontend(args)) => cli::run_frontend(args),

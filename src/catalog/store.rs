@@ -31,7 +31,9 @@
 use crate::store::checksum;
 use crate::store::snapshot::read_framed;
 use crate::store::{DirLock, Disk, Durability, Journal, RealDisk, Ticket};
-use crate::wire::{BuyState, CatalogBuy, ListQuery, ProductUpdate};
+use crate::wire::{
+    could_be_product_name, BuyState, CatalogBuy, ListQuery, ProductUpdate, MAX_NAME_BYTES,
+};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -454,6 +456,12 @@ impl Catalog {
                 &snapshot_path,
                 &checksum::frame(&serde_json::to_vec(&snapshot)?),
             )?;
+        } else {
+            // On stderr: stdout's first line is the address line tests and scripts read.
+            crate::logging::warn(format!(
+                "catalog: using the state already in '{dir}'; the seed is read only on first start, so it is ignored (to start again from the seed, stop the catalog and remove '{dir}')",
+                dir = dir.display()
+            ));
         }
         let snapshot: Snapshot =
             serde_json::from_slice(&read_framed(&snapshot_path)?).map_err(|e| {
@@ -801,6 +809,14 @@ pub fn parse_seed(text: &str) -> Result<Vec<Product>, String> {
             .ok_or_else(|| bad("bad price"))?;
         let quantity = fields[3].parse::<u64>().map_err(|_| bad("bad quantity"))?;
         let name = fields[1].to_string();
+        // The front-end and the order service answer other names themselves (see
+        // `wire::could_be_product_name`).
+        if !could_be_product_name(&name) || fields.get(4).is_some_and(|c| c.len() > MAX_NAME_BYTES)
+        {
+            return Err(bad(&format!(
+                "name over {MAX_NAME_BYTES} bytes or with control characters, or category over {MAX_NAME_BYTES} bytes"
+            )));
+        }
         if products.iter().any(|p| p.name == name) {
             return Err(bad("duplicate name"));
         }

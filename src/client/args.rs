@@ -85,6 +85,8 @@ pub enum Command {
     /// Runs random mode at every client count and every p against a running
     /// front-end and writes DIR/report.md (setup and tables) with SVG plots:
     /// query and buy latency vs p, latency vs clients, throughput vs clients.
+    /// Before each point every toy is restocked, which needs the admin token
+    /// (ADMIN_TOKEN), unless --no-restock.
     Eval(EvalArgs),
 }
 
@@ -96,8 +98,9 @@ pub struct LoadArgs {
     pub clients: usize,
 
     /// Requests per session (rounds in random mode). Default 1, or unbounded with
-    /// --duration. Either way no run starts a request past one hour.
-    #[arg(long, short = 'r', value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    /// --duration. Either way no run starts a request past one hour. `--times` is the
+    /// lab's word for it.
+    #[arg(long, short = 'r', visible_alias = "times", value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
     /// Run for this many seconds instead of a fixed number of requests.
@@ -158,7 +161,7 @@ pub struct EvalArgs {
     pub clients_list: Vec<usize>,
 
     /// Rounds per session at each point of the sweep.
-    #[arg(long, short = 'r', value_name = "N", default_value_t = 200, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, short = 'r', visible_alias = "times", value_name = "N", default_value_t = 200, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
 
     /// Seconds per point of the sweep instead of a number of rounds.
@@ -169,13 +172,21 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub quantity: u64,
 
-    /// Before each point, set every toy's stock to this with `PUT /products/{name}`,
-    /// so that high p does not run the store dry. Needs the admin token
-    /// (env ADMIN_TOKEN or --admin-token).
+    /// The stock every toy is set to before each point. By default each point
+    /// gets enough for every one of its rounds to buy (clients × rounds × units;
+    /// with --duration, 1,000,000,000), so that no point runs the store dry.
     #[arg(long, value_name = "QUANTITY", requires = "admin_token")]
     pub restock: Option<u64>,
 
-    /// The front-end's admin token, for --restock.
+    /// Measure the store as it is: no restock between points (no admin token
+    /// needed). Toys that sell out stop the buys; the report says which points
+    /// have no buy latency and why.
+    #[arg(long, conflicts_with = "restock")]
+    pub no_restock: bool,
+
+    /// The admin token the stack was started with (`ADMIN_TOKEN=... cargo run
+    /// --release`, or `toystore --admin-token ...`): the restock before each point
+    /// is `PUT /products/{name}` through the front-end, an admin update.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -343,6 +354,29 @@ mod tests {
         for args in bad {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }
+    }
+
+    #[test]
+    fn times_is_the_labs_word_for_requests() {
+        for mode in [&["query", "Tux"][..], &["buy", "Tux"], &["random"]] {
+            let args: Vec<&str> = mode.iter().copied().chain(["--times", "7"]).collect();
+            let (Command::Query { load, .. }
+            | Command::Buy { load, .. }
+            | Command::Random { load, .. }) = parse(&args).unwrap().command
+            else {
+                panic!("{args:?}: not a load mode")
+            };
+            assert_eq!(load.stop(), Stop::Requests(7), "{args:?}");
+        }
+        let Command::Eval(eval) = parse(&["eval", "--out", "x", "--times", "9"])
+            .unwrap()
+            .command
+        else {
+            panic!("not eval")
+        };
+        assert_eq!(eval.stop(), Stop::Requests(9));
+        // An alias, not a second setting: the two together are one flag given twice.
+        assert!(parse(&["query", "Tux", "--times", "2", "--requests", "3"]).is_err());
     }
 
     #[test]

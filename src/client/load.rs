@@ -279,10 +279,12 @@ impl<'a> Worker<'a> {
             }
             Mode::Random { names, p, quantity } => {
                 let name = &names[self.rng.usize(..names.len())];
-                let in_stock = self
-                    .query(name, began)
-                    .is_some_and(|toy| toy.quantity >= *quantity);
-                if in_stock && self.rng.f64() < *p {
+                let Some(toy) = self.query(name, began) else {
+                    return;
+                };
+                if toy.quantity < *quantity {
+                    self.stats.sold_out += 1;
+                } else if self.rng.f64() < *p {
                     // The buy follows the query at once: it is timed from its own start.
                     if let Some(number) = self.buy(name, *quantity, Instant::now()) {
                         self.placed.push(Placed {

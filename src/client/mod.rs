@@ -98,6 +98,8 @@ enum ClientError {
     },
     /// `GET /products` failed or listed nothing, so random mode has no toy to pick.
     NoToys(String),
+    /// The evaluation cannot restock between its points.
+    Restock(String),
     /// A report or plot could not be written.
     Output {
         /// The file or directory.
@@ -115,6 +117,7 @@ impl fmt::Display for ClientError {
                 "cannot reach the front-end at {front} ({failure}); is it running? (set it with --front or FRONT)"
             ),
             ClientError::NoToys(why) => write!(f, "no toys to pick from: {why}"),
+            ClientError::Restock(why) => f.write_str(why),
             ClientError::Output { path, detail } => write!(f, "cannot write {}: {detail}", path.display()),
         }
     }

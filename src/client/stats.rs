@@ -187,6 +187,9 @@ pub struct Stats {
     pub ops: BTreeMap<Op, OpStats>,
     /// The read-back of orders, in random mode.
     pub verification: Option<Verification>,
+    /// Rounds of random mode whose toy had too few units for one order, so that
+    /// they did not buy: what explains a point with few or no buys.
+    pub sold_out: u64,
 }
 
 impl Stats {
@@ -205,6 +208,7 @@ impl Stats {
                 .get_or_insert_with(Verification::default)
                 .merge(theirs);
         }
+        self.sold_out += other.sold_out;
     }
 
     /// Service failures plus orders that did not read back: non-zero fails the run.

@@ -37,13 +37,31 @@ pub struct Backend {
     authorization: Option<String>,
 }
 
+/// ureq's buffer for a request's head (bodies go through it in pieces). Our heads carry
+/// at most a product name or a name filter, bounded by [`crate::wire::MAX_NAME_BYTES`]:
+/// a few KiB percent-encoded. A head that would not fit is refused before it is sent
+/// ([`BackendError::Unsendable`]); ureq would fail it as if the peer had.
+const OUTPUT_BUFFER: usize = 16 * 1024;
+/// Room in [`OUTPUT_BUFFER`] for the lines ureq adds to a head (request line framing,
+/// Host, User-Agent, Accept, Content-Type, Content-Length): about 200 bytes.
+const HEAD_RESERVE: usize = 1024;
+
+/// How long a connection may take: a peer that is up accepts within milliseconds, and
+/// one that does not is down, not slow (nothing was sent, so the call may be retried).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Time a call must have lost before its timeouts are set to what is left: setting them
+/// costs a `setsockopt` per call, which calls with their whole budget do without.
+const SHORTENED: Duration = Duration::from_millis(20);
+
 /// How long a call waits for a free slot when the peer's cap is reached. A healthy
 /// peer frees slots within milliseconds, a busy one within a few hundred; one that has
 /// stopped answering never does, and the call fails well before the peer's timeout
 /// instead of tying up one more worker for all of it.
 const BULKHEAD_WAIT: Duration = Duration::from_secs(1);
 
-/// A counting semaphore whose acquire gives up after [`BULKHEAD_WAIT`].
+/// A counting semaphore whose acquire gives up after [`BULKHEAD_WAIT`] or at the call's
+/// deadline, whichever comes first.
 struct Bulkhead {
     cap: usize,
     state: Mutex<(usize, usize)>, // (in flight, waiting)
@@ -53,11 +71,11 @@ struct Bulkhead {
 struct Slot<'a>(&'a Bulkhead);
 
 impl Bulkhead {
-    fn acquire(&self) -> Option<Slot<'_>> {
+    fn acquire(&self, call_deadline: Instant) -> Option<Slot<'_>> {
         let mut state = self.state.lock();
         if state.0 >= self.cap {
             state.1 += 1;
-            let deadline = std::time::Instant::now() + BULKHEAD_WAIT;
+            let deadline = call_deadline.min(Instant::now() + BULKHEAD_WAIT);
             while state.0 >= self.cap && !self.freed.wait_until(&mut state, deadline).timed_out() {}
             state.1 -= 1;
             if state.0 >= self.cap {
@@ -99,6 +117,10 @@ pub enum BackendError {
     Unavailable(&'static str),
     /// No answer within the timeout.
     Timeout(&'static str),
+    /// Our request could not be put on the wire (its head does not fit the client's
+    /// buffer, or it is no valid URI): a fault of the request, not of the peer, which
+    /// is not marked down for it.
+    Unsendable(&'static str),
 }
 
 impl BackendError {
@@ -114,6 +136,11 @@ impl BackendError {
             BackendError::Saturated(name) => {
                 ApiError::new(503, format!("{name} service is not keeping up, try again"))
             }
+            // What the peer would answer to a head over its limit.
+            BackendError::Unsendable(name) => ApiError::new(
+                431,
+                format!("request too large to forward to the {name} service"),
+            ),
         }
     }
 }
@@ -141,7 +168,7 @@ impl Backend {
         // where a shrinking deadline would cost a setsockopt per call.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(timeout.min(Duration::from_millis(500))))
+            .timeout_connect(Some(timeout.min(CONNECT_TIMEOUT)))
             .timeout_recv_response(Some(timeout))
             .timeout_recv_body(Some(timeout))
             .max_idle_connections(pool)
@@ -150,7 +177,7 @@ impl Backend {
             // ureq's default is 128 KiB each way per connection; with a pool as large as
             // the worker count that is tens of MB for bodies of a few hundred bytes.
             .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
+            .output_buffer_size(OUTPUT_BUFFER)
             .user_agent(format!("toystore/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Backend {
@@ -180,6 +207,17 @@ impl Backend {
         self
     }
 
+    /// The peer's name (`catalog`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The deadline of work for a request that started at `started`: its whole budget
+    /// for this peer, whatever it has waited for since.
+    pub fn deadline(&self, started: Instant) -> Instant {
+        started + self.timeout
+    }
+
     /// Whether the peer answered its last call or probe.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
@@ -192,7 +230,19 @@ impl Backend {
 
     /// `GET path`.
     pub fn get(&self, path: &str, request_id: &str) -> Result<Reply, BackendError> {
-        self.call("GET", path, None, &[("X-Request-Id", request_id)], true)
+        self.get_by(path, request_id, self.deadline(Instant::now()))
+    }
+
+    /// `GET path`, failing as a timeout at `deadline` (a request's budget, part of which
+    /// may be spent already).
+    pub fn get_by(
+        &self,
+        path: &str,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<Reply, BackendError> {
+        let headers = [("X-Request-Id", request_id)];
+        self.call("GET", path, None, &headers, true, deadline)
     }
 
     /// `POST`/`PUT` with a JSON body. A call that may have reached the peer is retried
@@ -206,12 +256,26 @@ impl Backend {
         headers: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<Reply, BackendError> {
-        self.call(method, path, Some(body), headers, idempotent)
+        let deadline = self.deadline(Instant::now());
+        self.call(method, path, Some(body), headers, idempotent, deadline)
+    }
+
+    /// A `PUT` with a JSON body, failing as a timeout at `deadline`. Setting a value
+    /// twice is harmless, so it may be retried.
+    pub fn put_by(
+        &self,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        deadline: Instant,
+    ) -> Result<Reply, BackendError> {
+        self.call("PUT", path, Some(body), headers, true, deadline)
     }
 
     /// Sends a batch (`body` holds `count` items) and splits the reply `{"data": [item,
     /// ...]}` into one result per item. A reply that is not a 200 with exactly `count`
-    /// items fails as a whole: the peer's own error, or 502 when it is malformed.
+    /// items fails as a whole: the peer's own error, or 502 when it is malformed; a call still
+    /// unanswered at `deadline` fails as a timeout.
     pub fn send_batch<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -219,16 +283,12 @@ impl Backend {
         count: usize,
         request_id: &str,
         idempotent: bool,
+        deadline: Instant,
     ) -> Result<Vec<Result<T, ApiError>>, ApiError> {
         // Our batch bodies are plain structs: serializing them cannot fail.
         let body = serde_json::to_vec(body).unwrap_or_default();
-        let reply = self.send_json(
-            "POST",
-            path,
-            &body,
-            &[("X-Request-Id", request_id)],
-            idempotent,
-        )?;
+        let headers = [("X-Request-Id", request_id)];
+        let reply = self.call("POST", path, Some(&body), &headers, idempotent, deadline)?;
         if reply.status != 200 {
             return Err(match serde_json::from_slice::<ErrorEnvelope>(&reply.body) {
                 Ok(envelope) => envelope.error.into(),
@@ -251,6 +311,7 @@ impl Backend {
         }
     }
 
+    /// One call, retries included, all of it by `deadline`.
     fn call(
         &self,
         method: &'static str,
@@ -258,23 +319,43 @@ impl Backend {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
         idempotent: bool,
+        deadline: Instant,
     ) -> Result<Reply, BackendError> {
+        // The head must fit ureq's buffer (see `OUTPUT_BUFFER`); ureq's own lines fit
+        // in the reserve.
+        let head: usize = path.len()
+            + headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>();
+        if head + HEAD_RESERVE > OUTPUT_BUFFER {
+            return Err(BackendError::Unsendable(self.name));
+        }
         let _slot = self
             .bulkhead
-            .acquire()
+            .acquire(deadline)
             .ok_or(BackendError::Saturated(self.name))?;
-        let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
         loop {
-            // A retry gets only what is left of the call's time.
-            let left = (attempt > 0).then(|| deadline.saturating_duration_since(Instant::now()));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(BackendError::Timeout(self.name));
+            }
+            // The agent's timeouts fit a call that starts with its whole budget; one
+            // that waited (in a batch queue, for a slot, a retry) gets what is left.
+            let left = (left + SHORTENED < self.timeout).then_some(left);
             let result = self.address().and_then(|addr| {
                 self.once(method, &format!("http://{addr}{path}"), body, headers, left)
             });
-            if result.is_err() {
-                *self.resolved.lock() = None;
+            match &result {
+                Ok(_) => self.up.store(true, Ordering::Relaxed),
+                // Not the peer's fault: it stays as it was.
+                Err(BackendError::Unsendable(_)) => return result,
+                Err(_) => {
+                    *self.resolved.lock() = None;
+                    self.up.store(false, Ordering::Relaxed);
+                }
             }
-            self.up.store(result.is_ok(), Ordering::Relaxed);
             match result {
                 Err(BackendError::Refused(_)) | Err(BackendError::Unavailable(_))
                     if attempt < self.retries
@@ -373,20 +454,63 @@ impl Backend {
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
                 BackendError::Refused(self.name)
             }
+            ureq::Error::BadUri(_) => BackendError::Unsendable(self.name),
             _ => BackendError::Unavailable(self.name),
         }
     }
 }
 
-/// `request` waiting at most `left` for its reply, when given (a retry), instead of the
-/// agent's timeouts. Only retries set it: it costs a `setsockopt` per call.
+/// `request` waiting at most `left` for its reply, when given, instead of the agent's
+/// timeouts.
 fn within<B>(request: ureq::RequestBuilder<B>, left: Option<Duration>) -> ureq::RequestBuilder<B> {
     match left {
         Some(left) => request
             .config()
+            .timeout_connect(Some(left.min(CONNECT_TIMEOUT)))
             .timeout_recv_response(Some(left))
             .timeout_recv_body(Some(left))
             .build(),
         None => request,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A peer that answers every request `200 {}`.
+    fn answering_peer() -> PeerAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                        if stream.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        PeerAddr::parse(&addr.to_string(), 0).unwrap()
+    }
+
+    /// Issue 11: a request whose head did not fit the client's buffer failed as if the
+    /// peer were down, and marked it down. It is the request's fault: 431, peer still up.
+    #[test]
+    fn a_request_too_large_to_send_leaves_the_peer_up() {
+        let backend = Backend::new("catalog", answering_peer(), Duration::from_secs(2), 4, 0);
+        assert!(backend.probe() && backend.is_up());
+        let long = format!("/products/{}", "%01".repeat(20_000));
+        let error = backend.get(&long, "r1").unwrap_err();
+        assert_eq!(error, BackendError::Unsendable("catalog"));
+        assert_eq!(error.to_api_error().status, 431);
+        assert!(backend.is_up(), "a request's size says nothing of the peer");
+        assert_eq!(backend.get("/products/Tux", "r2").unwrap().status, 200);
     }
 }

@@ -1,9 +1,20 @@
 //! One client connection: its socket and read buffer, and the loop a worker runs to
 //! serve requests from it until it has nothing more to read right now.
+//!
+//! Writes never hold a worker for long: the socket's send timeout is one linger slice,
+//! and what the client has not taken yet stays in the connection's `unwritten` buffer.
+//! While that holds more than [`Limits::max_unwritten_bytes`] the connection's further
+//! (pipelined) requests are left unread and the connection waits in the reactor until
+//! the client reads; if its responses are not all taken within
+//! [`Limits::write_timeout`] of becoming due, it is closed. So a client that sends
+//! requests and reads nothing costs a buffer, not a worker.
+//!
+//! [`Limits::max_unwritten_bytes`]: super::Limits::max_unwritten_bytes
+//! [`Limits::write_timeout`]: super::Limits::write_timeout
 
-use super::body::take_body;
+use super::body::BodyReader;
 use super::error::{ApiError, ProtocolError};
-use super::request::{parse_head, Request};
+use super::request::{parse_head, Head, Request};
 use super::response::Response;
 use super::router::Routed;
 use super::server::Shared;
@@ -24,24 +35,40 @@ const DRAIN_TIME: Duration = Duration::from_millis(500);
 /// The socket's read timeout: how often a lingering worker looks at the queue.
 const LINGER_SLICE: Duration = Duration::from_millis(5);
 
-/// The socket's read timeout: one slice of the linger, at least 1 ms (a linger of 0
-/// still reads once, briefly, before parking).
+/// The socket's read and write timeout: one slice of the linger, at least 1 ms (a
+/// linger of 0 still reads once, briefly, before parking).
 pub(crate) fn read_slice(limits: &super::Limits) -> Duration {
     limits.linger.clamp(Duration::from_millis(1), LINGER_SLICE)
 }
 
 /// A connection between requests, owned by a worker or parked in the reactor.
 pub(crate) struct Conn {
-    /// The socket (blocking, with the linger slice as read timeout and the write timeout set).
+    /// The socket (blocking, with the linger slice as read and write timeout).
     pub stream: TcpStream,
     /// Bytes read but not yet consumed: a partial request or pipelined ones.
     pub buf: Vec<u8>,
     /// When the first byte of the request now in `buf` arrived; `None` between requests.
     pub request_started: Option<Instant>,
+    /// When the reactor found the connection ready (accepted, or readable) and queued
+    /// it for a worker: the bytes a worker then reads arrived no later, so a request's
+    /// clock starts here, the wait for a worker included.
+    pub ready_since: Option<Instant>,
     /// When a response was last written (or the connection accepted): the idle clock.
     pub last_active: Instant,
     /// Whether `100 Continue` was already sent for the request in `buf`.
     pub continue_sent: bool,
+    /// The request being received: its head, once complete, and its body so far.
+    partial: Partial,
+    /// Response bytes the client has not taken yet, in order.
+    unwritten: Vec<u8>,
+    /// When the oldest of `unwritten` became due plus the write timeout: the client is
+    /// cut off if it has not taken it all by then. `None` while nothing is unwritten.
+    pub write_deadline: Option<Instant>,
+    /// The last response said `Connection: close`: close once it is written.
+    closing: bool,
+    /// The socket took nothing at the last try: no use trying again until the reactor
+    /// says it is writable (each try could wait a slice).
+    blocked: bool,
     /// Requests served so far.
     pub served: usize,
     /// The reactor's key for this connection, fixed for its life.
@@ -64,6 +91,23 @@ impl Drop for OpenGuard {
     }
 }
 
+/// How far the request at the front of the buffer has been read, kept between reads so
+/// that bytes already examined are not examined again (see [`BodyReader`]).
+enum Partial {
+    /// No complete head yet; the buffer's first `scanned` bytes hold no end of one.
+    Head { scanned: usize },
+    /// The head is complete; its body is being read.
+    Body(Box<Receiving>),
+}
+
+/// A request whose head is complete, and its body so far.
+struct Receiving {
+    head: Head,
+    /// Bytes of the head at the front of the buffer.
+    head_len: usize,
+    body: BodyReader,
+}
+
 /// What the worker does with a connection after serving it.
 pub(crate) enum Next {
     /// Nothing to read right now: hand it to the reactor until it is readable.
@@ -83,8 +127,14 @@ impl Conn {
             stream,
             buf: Vec::new(),
             request_started: None,
+            ready_since: None,
             last_active: Instant::now(),
             continue_sent: false,
+            partial: Partial::Head { scanned: 0 },
+            unwritten: Vec::new(),
+            write_deadline: None,
+            closing: false,
+            blocked: false,
             served: 0,
             token,
             registered: false,
@@ -107,12 +157,24 @@ impl Conn {
         // again: the reactor only hands over readable connections, and parking one
         // unread would send it straight back, round and round, while others wait.
         let mut has_read = false;
+        // Handed over by the reactor (or fresh): the socket may take bytes again.
+        self.blocked = false;
         loop {
+            match self.flush() {
+                Ok(true) if self.closing => return Next::Close,
+                Ok(true) => {}
+                // Over the cap: read no more requests until the client reads.
+                Ok(false)
+                    if self.closing || self.unwritten.len() > shared.limits.max_unwritten_bytes =>
+                {
+                    return self.park();
+                }
+                Ok(false) => {}
+                Err(_) => return Next::Close,
+            }
             match self.next_request(shared) {
                 Ok(Some(request)) => {
-                    if !self.respond(shared, request, out) {
-                        return Next::Close;
-                    }
+                    self.respond(shared, request, out);
                     lingered = Duration::ZERO;
                     continue;
                 }
@@ -161,8 +223,9 @@ impl Conn {
         let result = self.stream.read(&mut self.buf[old..]);
         self.buf.truncate(old + *result.as_ref().unwrap_or(&0));
         if matches!(result, Ok(n) if n > 0) && self.request_started.is_none() {
-            self.request_started = Some(Instant::now());
+            self.request_started = Some(self.ready_since.unwrap_or_else(Instant::now));
         }
+        self.ready_since = None;
         result
     }
 
@@ -171,32 +234,112 @@ impl Conn {
             // An idle connection keeps no buffer: a thousand of them should cost little.
             self.buf = Vec::new();
         }
+        if self.unwritten.is_empty() {
+            self.unwritten = Vec::new();
+        }
         Next::Park(self)
+    }
+
+    /// Whether the connection waits for the client to read (rather than to send).
+    pub fn wants_write(&self) -> bool {
+        !self.unwritten.is_empty()
+    }
+
+    /// Queues `bytes` after what is still unwritten and writes what the socket takes.
+    /// The deadline runs from when the first unwritten byte became due, so a client
+    /// reading a trickle cannot stretch it send by send.
+    fn send(&mut self, shared: &Shared, bytes: &[u8]) {
+        if self.unwritten.is_empty() {
+            self.write_deadline = Some(Instant::now() + shared.limits.write_timeout);
+        }
+        self.unwritten.extend_from_slice(bytes);
+        // A failed write fails again at the next flush, which closes the connection.
+        let _ = self.flush();
+    }
+
+    /// Writes what the socket takes of the unwritten output, waiting at most a slice
+    /// when it takes nothing. `Ok(true)` once all is written; an error when the
+    /// write deadline has passed or the client is gone.
+    fn flush(&mut self) -> io::Result<bool> {
+        if self.unwritten.is_empty() {
+            return Ok(true);
+        }
+        if self.write_deadline.is_some_and(|due| Instant::now() >= due) {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        if self.blocked {
+            return Ok(false);
+        }
+        let mut written = 0;
+        let result = loop {
+            if written == self.unwritten.len() {
+                break Ok(true);
+            }
+            match self.stream.write(&self.unwritten[written..]) {
+                Ok(0) => break Err(ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    self.blocked = true;
+                    break Ok(false);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.unwritten.drain(..written);
+        if result.as_ref().is_ok_and(|all| *all) {
+            self.write_deadline = None;
+            self.last_active = Instant::now();
+        }
+        result
     }
 
     /// Takes one complete request off the front of the buffer, if there is one.
     fn next_request(&mut self, shared: &Shared) -> Result<Option<Request>, ProtocolError> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
         let limits = &shared.limits;
-        let Some((head, head_len)) = parse_head(&self.buf, limits)? else {
-            return Ok(None);
-        };
-        let body = take_body(
-            &self.buf[head_len..],
-            head.framing,
-            limits.max_body_bytes,
-            limits.max_head_bytes,
-        )?;
-        let Some((body, body_len)) = body else {
-            if head.expects_continue && !self.continue_sent {
-                self.continue_sent = true;
-                // If this fails the next read fails too and closes the connection.
-                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if let Partial::Head { scanned } = self.partial {
+            // A head ends with a line feed: until one arrives there is nothing new to
+            // parse, so a head that trickles in is not re-parsed byte after byte.
+            let fresh = &self.buf[scanned.min(self.buf.len())..];
+            if !fresh.contains(&b'\n') && self.buf.len() <= limits.max_head_bytes {
+                self.partial = Partial::Head {
+                    scanned: self.buf.len(),
+                };
+                return Ok(None);
             }
+            let Some((head, head_len)) = parse_head(&self.buf, limits)? else {
+                self.partial = Partial::Head {
+                    scanned: self.buf.len(),
+                };
+                return Ok(None);
+            };
+            let body = BodyReader::new(head.framing, limits.max_body_bytes);
+            self.partial = Partial::Body(Box::new(Receiving {
+                head,
+                head_len,
+                body,
+            }));
+        }
+        let mut receiving = match std::mem::replace(&mut self.partial, Partial::Head { scanned: 0 })
+        {
+            Partial::Body(receiving) => receiving,
+            waiting => {
+                self.partial = waiting;
+                return Ok(None);
+            }
+        };
+        let head_len = receiving.head_len;
+        let Some(body_len) = receiving.body.advance(&self.buf[head_len..])? else {
+            if receiving.head.expects_continue && !self.continue_sent {
+                self.continue_sent = true;
+                self.send(shared, b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            self.partial = Partial::Body(receiving);
             return Ok(None);
         };
+        let Receiving { head, body, .. } = *receiving;
+        let body = body.into_body(&self.buf[head_len..]);
+        let started = self.request_started.unwrap_or_else(Instant::now);
         self.buf.drain(..head_len + body_len);
         self.request_started = if self.buf.is_empty() {
             None
@@ -206,14 +349,15 @@ impl Conn {
         self.continue_sent = false;
         let request_id = shared.request_id(head.header("x-request-id"));
         Ok(Some(Request {
+            started,
             head,
             body,
             request_id,
         }))
     }
 
-    /// Runs the handler and writes its response. Returns whether to keep the connection.
-    fn respond(&mut self, shared: &Shared, request: Request, out: &mut Vec<u8>) -> bool {
+    /// Runs the handler and queues its response (see [`Conn::send`]).
+    fn respond(&mut self, shared: &Shared, request: Request, out: &mut Vec<u8>) {
         let started = Instant::now();
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let routed =
@@ -244,9 +388,8 @@ impl Conn {
             out.len(),
             started.elapsed(),
         );
-        let written = self.stream.write_all(out).is_ok();
-        self.last_active = Instant::now();
-        written && keep_alive
+        self.closing = !keep_alive;
+        self.send(shared, out);
     }
 
     /// Answers a protocol error with the envelope and closes gently.
@@ -258,7 +401,8 @@ impl Conn {
             .fetch_add(1, Ordering::Relaxed);
         out.clear();
         Response::from(error).encode(out, false, false, "");
-        if self.stream.write_all(out).is_ok() {
+        self.send(shared, out);
+        if self.unwritten.is_empty() {
             lingering_close(&mut self.stream);
         }
     }

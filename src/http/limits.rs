@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The default body limit (→ 413): the contract's 1 MiB. Peers are sized from it too: a
+/// batch between services stays well under it ([`crate::batch::MAX_BYTES`]).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// Limits and sizes of one server. `Limits::default()` holds the contract's defaults;
 /// every field can be set from the command line (see [`crate::cli::LimitArgs`]).
 #[derive(Debug, Clone)]
@@ -18,8 +22,14 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Requests served on one connection before it is closed, so no client holds one forever.
     pub max_requests_per_connection: usize,
-    /// A response that cannot be written within this (a client that does not read) closes it.
+    /// A response the client has not taken in full within this of its being due (a client
+    /// that does not read, or reads a trickle) closes the connection. One deadline per
+    /// response, not per write, so a trickle cannot stretch it.
     pub write_timeout: Duration,
+    /// Response bytes a connection may hold unwritten before its further pipelined
+    /// requests are left unread until the client reads: 64 KiB is many responses of ours,
+    /// and a client that does not read then costs that buffer, not a worker.
+    pub max_unwritten_bytes: usize,
     /// How long a worker waits on its connection for the next request before handing the
     /// connection to the reactor. A busy keep-alive client sends its next request within
     /// a few milliseconds even on a loaded machine; keeping the worker on it saves two
@@ -45,11 +55,12 @@ impl Default for Limits {
         Limits {
             max_head_bytes: 64 * 1024,
             max_headers: 100,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_requests_per_connection: 100_000,
             write_timeout: Duration::from_secs(10),
+            max_unwritten_bytes: 64 * 1024,
             linger: Duration::from_millis(50),
             workers: 128,
             max_connections: 10_000,

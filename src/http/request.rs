@@ -3,6 +3,7 @@
 use super::error::{ApiError, ProtocolError};
 use super::limits::Limits;
 use percent_encoding::percent_decode_str;
+use std::time::Instant;
 
 /// HTTP version of a request; decides the keep-alive default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Correlates the access-log lines of one request across services (`X-Request-Id`).
     pub request_id: String,
+    /// When its first byte arrived (or, if it waited for a worker, when its connection
+    /// became ready): where its deadlines run from.
+    pub started: Instant,
 }
 
 impl Head {
@@ -341,6 +345,7 @@ mod tests {
         assert_eq!(head.path(), "/products/T%75x");
         assert_eq!(head.query(), Some("q=a+b&limit=2"));
         let request = Request {
+            started: Instant::now(),
             head,
             body: Vec::new(),
             request_id: String::new(),

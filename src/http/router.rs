@@ -60,6 +60,9 @@ impl Route {
 
 /// Routes of one service.
 ///
+/// A path with an empty segment (`//products/Tux`, `/products/Tux/`) matches no route:
+/// 404, as for any unknown path.
+///
 /// When several patterns match a path, the one with the most literal segments wins, so
 /// `POST /products/Tux` is a 405 on `/products/{name}` rather than the lab's buy form
 /// `/{name}/{quantity}`.
@@ -147,10 +150,13 @@ impl Router {
 
     /// Finds the route for `request` and runs it. HEAD is served by the GET route.
     pub fn dispatch(&self, request: &Request) -> Routed {
+        // Only the one leading slash goes: `//products/Tux` has an empty first segment,
+        // which no route matches (404), rather than being read as `/products/Tux`.
         let path = match request
             .head
             .path()
-            .trim_start_matches('/')
+            .strip_prefix('/')
+            .unwrap_or_default()
             .split('/')
             .map(|s| decode_component(s, false))
             .collect::<Result<Vec<_>, _>>()
@@ -235,6 +241,7 @@ mod tests {
             .unwrap()
             .unwrap();
         Request {
+            started: std::time::Instant::now(),
             head,
             body: Vec::new(),
             request_id: String::new(),
@@ -283,6 +290,25 @@ mod tests {
             (
                 "GET",
                 "/products/",
+                404,
+                r#"{"error":{"code":404,"message":"not found"}}"#,
+            ),
+            // Issue 11: empty segments were squeezed out of the front of the path.
+            (
+                "GET",
+                "//products/Tux",
+                404,
+                r#"{"error":{"code":404,"message":"not found"}}"#,
+            ),
+            (
+                "POST",
+                "//Tux/2",
+                404,
+                r#"{"error":{"code":404,"message":"not found"}}"#,
+            ),
+            (
+                "GET",
+                "/products//Tux",
                 404,
                 r#"{"error":{"code":404,"message":"not found"}}"#,
             ),

@@ -7,6 +7,8 @@
 //! thread, sends it back to the pool when it is, and closes it when its idle or request
 //! deadline passes. So a thousand idle keep-alive clients cost a thousand small entries,
 //! not a thousand threads, and a slow sender holds a worker only while bytes arrive.
+//! A connection whose client is not reading its responses waits in the reactor too,
+//! until it is writable, and is closed when its write deadline passes (see `conn`).
 
 use super::conn::{read_slice, Conn, Next};
 use super::error::ApiError;
@@ -134,7 +136,9 @@ impl Shared {
     ) {
         self.metrics
             .record(route, request.method(), status, elapsed);
-        if self.access_log {
+        // Health probes come every second from the front-end's monitor and from
+        // container health checks: logged, they would bury every other line.
+        if self.access_log && route != "/health" {
             // Everything a client chose is escaped: it must not forge or garble a line.
             logging::info(format!(
                 "{} {} {} {} {} {}B {:.3}ms",
@@ -171,7 +175,7 @@ pub struct ServerOptions {
     pub name: &'static str,
     /// Limits and pool sizes.
     pub limits: Limits,
-    /// Whether to write one access-log line per request to stdout.
+    /// Whether to write one access-log line per request (but `GET /health`) to stdout.
     pub access_log: bool,
     /// Service-specific lines for `/metrics`.
     pub metrics_extra: Option<MetricsExtra>,
@@ -397,7 +401,8 @@ impl Reactor {
         }
     }
 
-    fn dispatch(&mut self, conn: Conn) {
+    fn dispatch(&mut self, mut conn: Conn) {
+        conn.ready_since = Some(Instant::now());
         // Cannot be full (see `run`); if it were, dropping the connection closes it.
         let _ = self.jobs.try_send(conn);
     }
@@ -406,12 +411,19 @@ impl Reactor {
         let fd = conn.stream.as_raw_fd();
         let token = Token(conn.token);
         // Re-arming reports the socket at once if bytes arrived since the worker's last read.
+        // One with output the client has not taken waits for room to write it, and
+        // reads nothing more until then.
+        let interest = if conn.wants_write() {
+            Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         let armed = if conn.registered {
             poll.registry()
-                .reregister(&mut SourceFd(&fd), token, Interest::READABLE)
+                .reregister(&mut SourceFd(&fd), token, interest)
         } else {
             poll.registry()
-                .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                .register(&mut SourceFd(&fd), token, interest)
         };
         if armed.is_ok() {
             conn.registered = true;
@@ -419,22 +431,26 @@ impl Reactor {
         }
     }
 
-    /// Closes connections past their deadline: a stalled request gets a 408 first.
+    /// Closes connections past their deadline: a stalled request gets a 408 first; a
+    /// client that has not read its responses in time is cut off.
     fn sweep(&mut self) {
         let limits = &self.shared.limits;
         let now = Instant::now();
         let expired: Vec<usize> = self
             .parked
             .iter()
-            .filter(|(_, conn)| match conn.request_started {
-                Some(started) => now >= started + limits.request_timeout,
-                None => now >= conn.last_active + limits.idle_timeout,
-            })
+            .filter(
+                |(_, conn)| match (conn.write_deadline, conn.request_started) {
+                    (Some(due), _) => now >= due,
+                    (None, Some(started)) => now >= started + limits.request_timeout,
+                    (None, None) => now >= conn.last_active + limits.idle_timeout,
+                },
+            )
             .map(|(token, _)| *token)
             .collect();
         for token in expired {
             if let Some(conn) = self.parked.remove(&token) {
-                if conn.request_started.is_some() {
+                if conn.request_started.is_some() && !conn.wants_write() {
                     self.shared
                         .metrics
                         .protocol_errors
@@ -451,7 +467,9 @@ fn configure(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(read_slice(limits)))?;
-    stream.set_write_timeout(Some(limits.write_timeout))
+    // A write waits at most a slice: output the client does not take waits in the
+    // connection's buffer, not in a worker (see `conn`).
+    stream.set_write_timeout(Some(read_slice(limits)))
 }
 
 /// Answers with an error and closes, without ever blocking the reactor.

@@ -15,7 +15,10 @@ pub use service::OrderService;
 use crate::batch::{self, Batcher};
 use crate::http::auth::Access;
 use crate::http::{ApiError, Request, Response, Router};
-use crate::wire::{BuyRequest, ErrorBody, Item, OrderPlaced, Placement, Placements};
+use crate::wire::{
+    could_be_product_name, order_number_from_text, BuyRequest, ErrorBody, Item, OrderPlaced,
+    Placement, Placements,
+};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::thread;
@@ -69,39 +72,19 @@ pub fn router(service: Arc<OrderService>) -> Router {
             Ok(Response::data(&items))
         })
         .route("GET", "/orders/{number}", move |_, params| {
-            let number = order_number(params.get(0))?;
+            let number = order_number_from_text(params.get(0)).map_err(ApiError::bad_request)?;
             let order = s3.log.get(number).map_err(service::storage_failure)?;
             order.map(|order| Response::data(&order)).ok_or_else(|| ApiError::not_found("order not found"))
         })
 }
 
-/// An order number in a path: plain ASCII digits only (no sign, no spaces).
-fn order_number(text: &str) -> Result<u64, ApiError> {
-    text.bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| text.parse::<u64>().ok())
-        .flatten()
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid order number: must be a non-negative integer")
-        })
-}
-
-/// The longest product name the order service will log. The catalog's names come from
-/// its seed, one whitespace-free token a line; this bound keeps every intent record
-/// small (with the 255-byte key, under 1 KiB).
-pub const MAX_NAME_BYTES: usize = 256;
-
-/// Whether the catalog could ever hold a product of this name. One it could not is
-/// refused as unknown before anything is logged, so that requests for such names cannot
-/// grow the order log; other unknown names cost one bounded intent and its abort.
-fn could_be_a_product(name: &str) -> bool {
-    name.len() <= MAX_NAME_BYTES && !name.chars().any(|c| c.is_control() || c.is_whitespace())
-}
-
 /// What `POST /orders` checks of its body and key, also for each order of a batch.
 fn check_placement(order: &Placement) -> Result<(), ApiError> {
     order.check().map_err(ApiError::bad_request)?;
-    if !could_be_a_product(&order.name) {
+    // A name no product can have is refused before anything is logged, so such requests
+    // cannot grow the order log; the bound also keeps every intent record under 1 KiB
+    // (with the 255-byte key). Other unknown names cost one bounded intent and its abort.
+    if !could_be_product_name(&order.name) {
         return Err(ApiError::not_found("product not found"));
     }
     order

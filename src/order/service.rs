@@ -6,6 +6,7 @@ use crate::failpoint::{self, Point};
 use crate::http::backend::Backend;
 use crate::http::ApiError;
 use crate::wire::{BuyOutcome, CatalogBuy, CatalogBuys, Placement};
+use std::time::Instant;
 
 /// The order service's state: its log, and the catalog it buys from.
 pub struct OrderService {
@@ -80,9 +81,15 @@ impl OrderService {
                 })
                 .collect(),
         };
-        let outcomes =
-            self.catalog
-                .send_batch::<BuyOutcome>("/buys", &batch, started.len(), request_id, true);
+        let deadline = self.catalog.deadline(Instant::now());
+        let outcomes = self.catalog.send_batch::<BuyOutcome>(
+            "/buys",
+            &batch,
+            started.len(),
+            request_id,
+            true,
+            deadline,
+        );
         failpoint::crash(Point::OrderAfterCatalog);
         let mut applied = Vec::with_capacity(started.len());
         let mut aborted = Vec::new();

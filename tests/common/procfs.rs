@@ -1,7 +1,9 @@
 //! What `/proc` tells about processes the tests started: their children, whether they
 //! still run, and the port a service listens on when its output is not readable
-//! (stdout on `/dev/full` or a closed pipe, so the address line is lost).
+//! (stdout on `/dev/full` or a closed pipe, so the address line is lost), and what
+//! became of a TCP connection (listening, accepted).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The state letter and parent pid in `/proc/PID/stat`; `None` once the process is gone.
@@ -58,14 +60,71 @@ pub fn listening_port(pid: u32) -> Option<u16> {
             )
         })
         .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-        if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+    tcp_sockets().into_iter().find_map(|socket| {
+        if socket.state != LISTEN || !inodes.contains(&socket.inode) {
             return None;
         }
-        u16::from_str_radix(local.split_once(':')?.1, 16).ok()
+        u16::from_str_radix(socket.local.split_once(':')?.1, 16).ok()
     })
+}
+
+/// Whether a socket listens on `addr` (IPv4).
+pub fn listens(addr: SocketAddr) -> bool {
+    let local = hex(addr);
+    tcp_sockets()
+        .iter()
+        .any(|socket| socket.local == local && socket.state == LISTEN)
+}
+
+/// Whether the server at `server` has accepted the connection that `client` opened to
+/// it (both IPv4). A connection still in the listener's queue belongs to no process
+/// yet, so `/proc/net/tcp` shows it with inode 0; `accept` gives it one.
+pub fn accepted(server: SocketAddr, client: SocketAddr) -> bool {
+    let (local, remote) = (hex(server), hex(client));
+    tcp_sockets().iter().any(|socket| {
+        socket.local == local
+            && socket.remote == remote
+            && socket.state == ESTABLISHED
+            && socket.inode != "0"
+    })
+}
+
+/// `/proc/net/tcp`'s state codes.
+const ESTABLISHED: &str = "01";
+const LISTEN: &str = "0A";
+
+/// One row of `/proc/net/tcp`, as written there (addresses in hex).
+struct TcpSocket {
+    local: String,
+    remote: String,
+    state: String,
+    inode: String,
+}
+
+fn tcp_sockets() -> Vec<TcpSocket> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some(TcpSocket {
+                local: fields.get(1)?.to_string(),
+                remote: fields.get(2)?.to_string(),
+                state: fields.get(3)?.to_string(),
+                inode: fields.get(9)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// An IPv4 address as `/proc/net/tcp` writes it: the address as a number in host
+/// byte order (little-endian here), the port in big-endian, both in hex.
+fn hex(addr: SocketAddr) -> String {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("/proc/net/tcp lists IPv4 sockets only, not {addr}");
+    };
+    let ip = u32::from_le_bytes(v4.ip().octets());
+    format!("{ip:08X}:{:04X}", v4.port())
 }
