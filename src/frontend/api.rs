@@ -63,6 +63,10 @@ fn gather<T: serde::Serialize>(
         .unwrap_or_else(|| Err(BackendError::Timeout(backend.name()).into()))
 }
 
+/// The API reference (`docs/openapi.json`, generated from `docs/openapi.yaml`), built
+/// into the binary so that a container needs no file.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
 /// 404 for a name longer than any product's, before it goes anywhere.
 fn could_be_product(name: &str) -> Result<(), ApiError> {
     if !could_be_product_name(name) {
@@ -176,6 +180,9 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&frontend.catalog), "order": state(&frontend.order)});
             Ok(Response::data(&body))
         })
+        .route_for(Access::Public, "GET", "/openapi.json", |_, _, _| {
+            Ok(Response::text(200, "application/json", OPENAPI_JSON.into()))
+        })
         .route_for(Access::Public, "GET", "/products", |frontend: &Frontend, request: &Request, _| {
             let query = ListQuery::from_pairs(&request.query_pairs()?)?;
             if query.matches_nothing() {
@@ -218,4 +225,50 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Ok(relay(frontend.order.get_by(&format!("/orders/{number}"), &request.request_id, deadline)?))
         })
         .into_router()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::{PeerAddr, PeerLimits};
+    use std::collections::BTreeSet;
+
+    /// `GET /metrics` is answered by the server for every service, not by a route.
+    const SERVER_ROUTES: [(&str, &str); 1] = [("GET", "/metrics")];
+
+    /// The served reference is OpenAPI 3.1 and describes exactly the public routes,
+    /// so a route added or removed without the document fails here.
+    #[test]
+    fn the_api_reference_lists_every_public_route() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(spec["openapi"], "3.1.0");
+        let documented: BTreeSet<(String, String)> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                let methods = item.as_object().unwrap().keys();
+                methods
+                    .filter(|method| *method != "parameters")
+                    .map(|method| (method.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let limits = PeerLimits::probe(std::time::Duration::from_secs(1));
+        let backend = |port| {
+            let addr = PeerAddr::parse(&format!("127.0.0.1:{port}"), port).unwrap();
+            Backend::new("peer", addr, &limits)
+        };
+        let router = router(Arc::new(Frontend {
+            catalog: backend(1),
+            order: backend(2),
+            admin_token: None,
+            limits: PeerLimits::default(),
+        }));
+        let served: BTreeSet<(String, String)> = router
+            .public_routes()
+            .chain(SERVER_ROUTES)
+            .map(|(method, pattern)| (method.to_string(), pattern.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
 }

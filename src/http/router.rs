@@ -217,6 +217,15 @@ impl Router {
         self
     }
 
+    /// Method and pattern of every route anyone may call, not only the services
+    /// (the API reference is checked against them).
+    pub fn public_routes(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.routes
+            .iter()
+            .filter(|route| route.access != Access::Internal)
+            .map(|route| (route.method, route.pattern))
+    }
+
     /// Finds the route for `request` and runs it. HEAD is served by the GET route.
     pub fn dispatch(&self, request: &Request) -> Routed {
         // Only the one leading slash goes: `//products/Tux` has an empty first segment,

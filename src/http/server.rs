@@ -98,7 +98,17 @@ impl Shared {
 
     /// Routes a request; `GET /metrics` is answered here for every service.
     pub fn dispatch(&self, request: &Request) -> Routed {
-        if request.head.path() == "/metrics" && matches!(request.method(), "GET" | "HEAD") {
+        let metrics = request.head.path() == "/metrics";
+        if metrics && !matches!(request.method(), "GET" | "HEAD") {
+            // As the router answers a route's other methods: the path exists.
+            let response = Response::from(ApiError::method_not_allowed("method not allowed"))
+                .with_header("Allow", "GET, HEAD");
+            return Routed {
+                route: "/metrics",
+                response,
+            };
+        }
+        if metrics {
             let sampled = Sampled {
                 workers: self.limits.workers,
                 queued: self.queued(),
