@@ -109,6 +109,17 @@ json() { printf '%s' "$BODY" | python3 -c "import json,sys; d=json.load(sys.stdi
 cid() { compose ps -q "$1" 2>/dev/null | head -n1; }
 health() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null; }
 
+# wait_answering TIMEOUT: the front-end at $front answers GET /health with 200
+wait_answering() {
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    req GET /health
+    [ "$CODE" = 200 ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
 # wait_healthy TIMEOUT SERVICE...: every named container healthy and the front-end answering
 wait_healthy() {
   local deadline=$((SECONDS + $1)) s c all
@@ -528,5 +539,31 @@ num=$(json 'd["data"]["order_number"]')
 check "a new buy after up gets a fresh number ($num > $maxbefore)" test "$CODE" = 200 -a "${num:-0}" -gt "$maxbefore"
 check "invariant holds at the end" invariant_settled "$work/base.products" "$work/base.orders" "$num"
 sed 's/^/    /' "$work/invariant"
+
+# --- drill 5: a backend whose name hangs in DNS --------------------------------
+
+# A killed container's name leaves Docker's DNS, which then asks upstream servers that
+# may never answer: getaddrinfo blocked a query for 10 s. Here the lookup of every name
+# goes to an address on the network that answers nothing, every time, deterministically.
+step "drill: a front-end whose catalog name never resolves (DNS server silent)"
+net=$(network_of "$(cid frontend)")
+subnet=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$net")
+silent_dns="${subnet%.*}.250"
+dns_front="$project-dns-front"
+placeholders+=("$dns_front")
+docker run -d --name "$dns_front" --network "$net" --dns "$silent_dns" \
+  -e CATALOG=no-such-catalog -e ORDER=no-such-order -p 127.0.0.1::6060 \
+  "$TOYSTORE_IMAGE_PREFIX-frontend:$TOYSTORE_TAG" >/dev/null
+dns_port=$(docker port "$dns_front" 6060/tcp | head -n1 | sed 's/.*://')
+saved_front=$front
+front="http://127.0.0.1:$dns_port"
+check "the front-end with a silent DNS server answers" wait_answering 30
+t0=$(date +%s%N)
+req GET /products/Tux
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "a query whose backend name never resolves is 503/504 within 5 s ($CODE in ${ms} ms)" \
+  test \( "$CODE" = 503 -o "$CODE" = 504 \) -a "$ms" -lt 5000
+front=$saved_front
+docker rm -f "$dns_front" >/dev/null 2>&1
 
 step "done in $((SECONDS - started))s"

@@ -4,12 +4,13 @@
 
 use crate::http::envelope::{Data, ErrorEnvelope, Item};
 use crate::http::ApiError;
+use crate::peer::resolve::{Resolver, Unresolved};
 use crate::peer::{PeerAddr, PeerLimits};
 use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,16 +18,15 @@ use std::time::{Duration, Instant};
 pub struct Backend {
     /// The peer's name in error messages (`catalog`).
     name: &'static str,
-    base: PeerAddr,
     agent: ureq::Agent,
     /// Its timeouts, retries, bulkhead and buffers.
     limits: PeerLimits,
     /// Whether the last call or probe got an answer.
     up: AtomicBool,
     /// The peer's address, resolved once and again after a failure (a restarted
-    /// container may come back with another address). ureq would resolve on every
-    /// call, and with a timeout it does so on a new thread each time.
-    resolved: Mutex<Option<SocketAddr>>,
+    /// container may come back with another address), never for longer than a call's
+    /// deadline. ureq would resolve on every call, unbounded.
+    resolver: Resolver,
     /// Caps the calls in flight to this peer, so that a peer that stops answering
     /// holds at most that many of our workers and the other peer's routes keep theirs.
     bulkhead: Bulkhead,
@@ -154,11 +154,10 @@ impl Backend {
             .build();
         Backend {
             name,
-            base,
+            resolver: Resolver::new(base.authority()),
             agent: config.into(),
             limits: limits.clone(),
             up: AtomicBool::new(false),
-            resolved: Mutex::new(None),
             bulkhead: Bulkhead {
                 cap: pool,
                 wait: limits.bulkhead_wait,
@@ -316,7 +315,7 @@ impl Backend {
             // The agent's timeouts fit a call that starts with its whole budget; one
             // that waited (in a batch queue, for a slot, a retry) gets what is left.
             let left = (left + SHORTENED < self.limits.timeout).then_some(left);
-            let result = self.address().and_then(|addr| {
+            let result = self.address(deadline).and_then(|addr| {
                 self.once(method, &format!("http://{addr}{path}"), body, headers, left)
             });
             match &result {
@@ -324,7 +323,7 @@ impl Backend {
                 // Not the peer's fault: it stays as it was.
                 Err(BackendError::Unsendable(_)) => return result,
                 Err(_) => {
-                    *self.resolved.lock() = None;
+                    self.resolver.forget();
                     self.up.store(false, Ordering::Relaxed);
                 }
             }
@@ -349,20 +348,12 @@ impl Backend {
         }
     }
 
-    /// The peer's socket address, resolving its name if it is not known.
-    fn address(&self) -> Result<SocketAddr, BackendError> {
-        if let Some(addr) = *self.resolved.lock() {
-            return Ok(addr);
-        }
-        let addr = self
-            .base
-            .authority()
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or(BackendError::Refused(self.name))?;
-        *self.resolved.lock() = Some(addr);
-        Ok(addr)
+    /// The peer's socket address, resolving its name if it is not known, by `deadline`.
+    fn address(&self, deadline: Instant) -> Result<SocketAddr, BackendError> {
+        self.resolver.address(deadline).map_err(|e| match e {
+            Unresolved::NotFound => BackendError::Refused(self.name),
+            Unresolved::TimedOut => BackendError::Timeout(self.name),
+        })
     }
 
     fn once(

@@ -7,11 +7,13 @@
 //! - [`batch`]: concurrent calls gathered into one round trip (the front-end's queries
 //!   and buys, the order service's catalog buys).
 //! - [`limits`]: [`PeerLimits`], every limit of those calls, with its reason.
+//! - [`resolve`]: a peer's address by name, looked up within a call's deadline.
 
 pub mod addr;
 pub mod backend;
 pub mod batch;
 pub mod limits;
+pub mod resolve;
 
 pub use addr::{PeerAddr, PeerAddrError};
 pub use backend::{Backend, BackendError, Reply};
