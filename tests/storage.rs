@@ -107,6 +107,13 @@ fn a_full_disk_refuses_changes_applies_none_and_recovers_by_itself() {
     let service = catalog(&data);
     let url = service.url().to_string();
     let filler = tmpfs.fill("filler");
+    // Before any change is refused, `/health` notices the full disk (its probe runs at
+    // most once a second while the journal is healthy).
+    common::eventually(
+        "/health to see the full disk",
+        Duration::from_secs(10),
+        || (http.get(&format!("{url}/health")).status == 503).then_some(()),
+    );
 
     // The journal's last page may still take a few records: buy until one is refused.
     let mut taken = 0;

@@ -43,6 +43,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How much of the file a read at open asks for.
 const READ_BUFFER: usize = 64 << 10;
@@ -50,6 +51,9 @@ const READ_BUFFER: usize = 64 << 10;
 /// What [`Journal::probe`] writes (and cuts off again): enough to need fresh blocks on a
 /// full disk, where a write that fits in the last, partly used block would succeed.
 const PROBE_BYTES: usize = 64 << 10;
+/// How often a healthy journal's [`Journal::probe`] writes: `/health` may be asked
+/// many times a second, and a disk that fills up is noticed within this.
+pub const HEALTHY_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The position of an appended record; wait on it with [`Journal::wait_durable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,6 +105,8 @@ struct State {
     flushing_upto: u64,
     /// The last write or fsync failed and none has succeeded since.
     failed: bool,
+    /// When a probe last tried the disk while the journal was healthy.
+    last_healthy_probe: Option<Instant>,
 }
 
 impl State {
@@ -242,6 +248,7 @@ impl Journal {
                 generation: 0,
                 flushing_upto: 0,
                 failed: false,
+                last_healthy_probe: None,
             }),
             flushed: [Condvar::new(), Condvar::new()],
             fsyncs: AtomicU64::new(0),
@@ -398,26 +405,37 @@ impl Journal {
         }
     }
 
-    /// While the journal [is failed](Self::is_failed), tries whether the disk takes
-    /// writes again: writes a block of zeros past the end, fsyncs, and cuts it off. On
-    /// success the journal is no longer failed. Returns whether the journal is healthy
-    /// now. Cheap when it is not failed (nothing is written); for a service to call
-    /// from `/health` or a timer while failed, so that it notices recovery without
-    /// waiting for a client's write.
+    /// Tries whether the disk takes writes: writes a block of zeros past the end and
+    /// cuts it off. While the journal [is failed](Self::is_failed) it fsyncs too, and
+    /// success ends the failure, so a service notices recovery without waiting for a
+    /// client's write. While healthy it tries at most once per [`HEALTHY_PROBE_EVERY`]
+    /// (no fsync: a full disk refuses the write itself), and a refusal makes the journal
+    /// failed, so an idle service on a full disk says so before a client's change fails.
+    /// Returns whether the journal is healthy now. For a service's `/health`.
     pub fn probe(&self) -> bool {
-        let durable_len = {
+        let (durable_len, was_failed) = {
             let mut state = self.state.lock();
-            if !state.failed || state.flushing {
-                // Healthy, or a flush is finding out right now.
+            let due = state.failed
+                || state
+                    .last_healthy_probe
+                    .is_none_or(|at| at.elapsed() >= HEALTHY_PROBE_EVERY);
+            if !due || state.flushing {
+                // Healthy and probed lately, or a flush is finding out right now.
                 return !state.failed;
             }
+            if !state.failed {
+                state.last_healthy_probe = Some(Instant::now());
+            }
             state.flushing = true;
-            state.durable_len
+            (state.durable_len, state.failed)
         };
-        let result = self
-            .file
-            .append(&[0; PROBE_BYTES])
-            .and_then(|()| self.file.sync());
+        let result = self.file.append(&[0; PROBE_BYTES]).and_then(|()| {
+            if was_failed {
+                self.file.sync()
+            } else {
+                Ok(())
+            }
+        });
         // Cut the zeros off either way (a crash before this leaves them as a torn tail,
         // which the next open cuts).
         let cut = self.file.set_len(durable_len);
@@ -429,9 +447,7 @@ impl Journal {
         }
         let mut state = self.state.lock();
         state.flushing = false;
-        if result.is_ok() {
-            state.failed = false;
-        }
+        state.failed = result.is_err();
         // Whoever waited for the file may lead the next flush now.
         for flushed in &self.flushed {
             flushed.notify_all();
@@ -740,6 +756,24 @@ mod tests {
             framed(&[1]),
             "the probe is cut off"
         );
+    }
+
+    /// An idle service on a disk that filled up says so at its first `/health`, not
+    /// only after a client's change has failed.
+    #[test]
+    fn a_probe_finds_a_full_disk_before_any_record_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let disk = FaultyDisk::new();
+        let (journal, _, _) = open_on(Arc::new(disk.clone()), &path).unwrap();
+        write(&journal, 1).unwrap();
+        disk.fail_writes(Some(Fault::NoSpace));
+        assert!(!journal.probe(), "the full disk is noticed");
+        assert!(journal.is_failed());
+        disk.fail_writes(None);
+        assert!(journal.probe(), "and its recovery, at the next probe");
+        assert_eq!(std::fs::read(&path).unwrap(), framed(&[1]), "cut off");
+        write(&journal, 2).unwrap();
     }
 
     #[test]
