@@ -6,7 +6,9 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -161,13 +163,27 @@ fn frontend_starts_while_backends_are_down() {
     assert_eq!(s.buy_ok("Tux", 1), 0);
 }
 
-/// A "catalog" that accepts connections and never answers.
-fn black_hole() -> PeerAddr {
+/// A "catalog" that accepts connections and never answers, until it is dropped: then
+/// it closes the connections it holds and each later one at once, so that a service
+/// still calling it (the order service resolving a buy) stops waiting, and an
+/// in-process stack stops without waiting out a call's timeout.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    closed: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn black_hole() -> BlackHole {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let closed = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let (closing, holding) = (Arc::clone(&closed), Arc::clone(&held));
     thread::spawn(move || {
-        let mut held = Vec::new();
         for c in l.incoming().flatten() {
+            if closing.load(Ordering::SeqCst) {
+                continue;
+            }
             // Read what comes, never answer.
             let mut c2 = c.try_clone().unwrap();
             thread::spawn(move || {
@@ -175,10 +191,30 @@ fn black_hole() -> PeerAddr {
                 while matches!(c2.read(&mut buf), Ok(n) if n > 0) {}
             });
             c.set_nodelay(true).ok();
-            held.push(c);
+            holding.lock().unwrap().push(c);
         }
     });
-    peer(addr)
+    BlackHole { addr, closed, held }
+}
+
+impl BlackHole {
+    fn peer(&self) -> PeerAddr {
+        peer(self.addr)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for c in self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 /// A "catalog" that reads each request and closes the connection `after`, unanswered:
@@ -222,7 +258,8 @@ fn a_call_that_fails_late_is_not_retried_past_its_timeout() {
 
 #[test]
 fn catalog_that_never_answers_times_out() {
-    let catalog = black_hole();
+    let hole = black_hole();
+    let catalog = hole.peer();
     let Some(s) = Stack::in_process()
         .frontend(|config| config.catalog = catalog)
         .fresh("catalog_that_never_answers_times_out")
@@ -242,11 +279,13 @@ fn catalog_that_never_answers_times_out() {
     });
     a.unwrap();
     b.unwrap();
+    drop(hole); // before the stack, which then stops at once
 }
 
 #[test]
 fn order_service_with_a_catalog_that_never_answers() {
-    let catalog = black_hole();
+    let hole = black_hole();
+    let catalog = hole.peer();
     let Some(s) = Stack::in_process()
         .order(|config| config.catalog = catalog)
         .fresh("order_service_with_a_catalog_that_never_answers")
@@ -257,6 +296,7 @@ fn order_service_with_a_catalog_that_never_answers() {
     // No order came of it, and queries (front-end to the real catalog) still work.
     s.get("/orders/0").err(404, Some("order not found"));
     assert_eq!(s.stock("Tux"), 80);
+    drop(hole); // before the stack, which then stops at once
 }
 
 #[test]
@@ -264,7 +304,8 @@ fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
     // The contract: a slow backend fails within 5 s, and the other backend's routes
     // keep working. Many clients waiting on a silent catalog must not take every
     // front-end worker from the order routes.
-    let catalog = black_hole();
+    let hole = black_hole();
+    let catalog = hole.peer();
     let Some(s) = Stack::in_process()
         .frontend(|config| config.catalog = catalog)
         .fresh("a_flood_on_a_silent_catalog_does_not_starve_order_routes")
@@ -305,4 +346,5 @@ fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
             );
         }
     });
+    drop(hole); // before the stack, which then stops at once
 }
