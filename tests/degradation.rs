@@ -1,15 +1,19 @@
 //! A backend down or too slow: the front-end answers 503/504 with the envelope, fast,
 //! and the other backend's routes keep working; after a restart everything works
-//! again. Needs process control, so spawned mode only.
+//! again. Killing and restarting needs process control (spawned services); a peer
+//! that never answers or fails late is a fake one given to an in-process stack.
 
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, order_number, Metrics, Options, Resp, Stack, Svc};
+use common::{eventually, order_number, Metrics, Resp, Stack, Svc};
+use toystore::peer::PeerAddr;
 
 /// Runs `f`, asserts it answered 503 or 504 with the envelope within `bound`.
 #[track_caller]
@@ -159,13 +163,27 @@ fn frontend_starts_while_backends_are_down() {
     assert_eq!(s.buy_ok("Tux", 1), 0);
 }
 
-/// A "catalog" that accepts connections and never answers.
-fn black_hole() -> String {
+/// A "catalog" that accepts connections and never answers, until it is dropped: then
+/// it closes the connections it holds and each later one at once, so that a service
+/// still calling it (the order service resolving a buy) stops waiting, and an
+/// in-process stack stops without waiting out a call's timeout.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    closed: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn black_hole() -> BlackHole {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let closed = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let (closing, holding) = (Arc::clone(&closed), Arc::clone(&held));
     thread::spawn(move || {
-        let mut held = Vec::new();
         for c in l.incoming().flatten() {
+            if closing.load(Ordering::SeqCst) {
+                continue;
+            }
             // Read what comes, never answer.
             let mut c2 = c.try_clone().unwrap();
             thread::spawn(move || {
@@ -173,15 +191,35 @@ fn black_hole() -> String {
                 while matches!(c2.read(&mut buf), Ok(n) if n > 0) {}
             });
             c.set_nodelay(true).ok();
-            held.push(c);
+            holding.lock().unwrap().push(c);
         }
     });
-    format!("http://{addr}")
+    BlackHole { addr, closed, held }
+}
+
+impl BlackHole {
+    fn peer(&self) -> PeerAddr {
+        peer(self.addr)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for c in self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 /// A "catalog" that reads each request and closes the connection `after`, unanswered:
 /// the failure a vanished peer reports late (no reply, then a reset).
-fn late_dropper(after: Duration) -> String {
+fn late_dropper(after: Duration) -> PeerAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     thread::spawn(move || {
@@ -194,18 +232,20 @@ fn late_dropper(after: Duration) -> String {
             });
         }
     });
-    format!("http://{addr}")
+    peer(addr)
+}
+
+fn peer(addr: std::net::SocketAddr) -> PeerAddr {
+    PeerAddr::parse(&format!("http://{addr}"), addr.port()).unwrap()
 }
 
 #[test]
 fn a_call_that_fails_late_is_not_retried_past_its_timeout() {
-    let Some(s) = Stack::spawned_only_with(
-        "a_call_that_fails_late_is_not_retried_past_its_timeout",
-        Options {
-            frontend_catalog: Some(late_dropper(Duration::from_millis(2500))),
-            ..Options::default()
-        },
-    ) else {
+    let catalog = late_dropper(Duration::from_millis(2500));
+    let Some(s) = Stack::in_process()
+        .frontend(|config| config.catalog = catalog)
+        .fresh("a_call_that_fails_late_is_not_retried_past_its_timeout")
+    else {
         return;
     };
     // The backend timeout is 4 s. Retried (a GET may be), each attempt would fail after
@@ -218,13 +258,12 @@ fn a_call_that_fails_late_is_not_retried_past_its_timeout() {
 
 #[test]
 fn catalog_that_never_answers_times_out() {
-    let Some(s) = Stack::spawned_only_with(
-        "catalog_that_never_answers_times_out",
-        Options {
-            frontend_catalog: Some(black_hole()),
-            ..Options::default()
-        },
-    ) else {
+    let hole = black_hole();
+    let catalog = hole.peer();
+    let Some(s) = Stack::in_process()
+        .frontend(|config| config.catalog = catalog)
+        .fresh("catalog_that_never_answers_times_out")
+    else {
         return;
     };
     // The contract: a backend call that gets no answer fails within 5 s. Slack for a
@@ -240,23 +279,24 @@ fn catalog_that_never_answers_times_out() {
     });
     a.unwrap();
     b.unwrap();
+    drop(hole); // before the stack, which then stops at once
 }
 
 #[test]
 fn order_service_with_a_catalog_that_never_answers() {
-    let Some(s) = Stack::spawned_only_with(
-        "order_service_with_a_catalog_that_never_answers",
-        Options {
-            order_catalog: Some(black_hole()),
-            ..Options::default()
-        },
-    ) else {
+    let hole = black_hole();
+    let catalog = hole.peer();
+    let Some(s) = Stack::in_process()
+        .order(|config| config.catalog = catalog)
+        .fresh("order_service_with_a_catalog_that_never_answers")
+    else {
         return;
     };
     fails_fast("POST /orders", Duration::from_secs(9), || s.buy("Tux", 1));
     // No order came of it, and queries (front-end to the real catalog) still work.
     s.get("/orders/0").err(404, Some("order not found"));
     assert_eq!(s.stock("Tux"), 80);
+    drop(hole); // before the stack, which then stops at once
 }
 
 #[test]
@@ -264,13 +304,12 @@ fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
     // The contract: a slow backend fails within 5 s, and the other backend's routes
     // keep working. Many clients waiting on a silent catalog must not take every
     // front-end worker from the order routes.
-    let Some(s) = Stack::spawned_only_with(
-        "a_flood_on_a_silent_catalog_does_not_starve_order_routes",
-        Options {
-            frontend_catalog: Some(black_hole()),
-            ..Options::default()
-        },
-    ) else {
+    let hole = black_hole();
+    let catalog = hole.peer();
+    let Some(s) = Stack::in_process()
+        .frontend(|config| config.catalog = catalog)
+        .fresh("a_flood_on_a_silent_catalog_does_not_starve_order_routes")
+    else {
         return;
     };
     let n = s.buy_ok("Tux", 1);
@@ -307,4 +346,5 @@ fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
             );
         }
     });
+    drop(hole); // before the stack, which then stops at once
 }
