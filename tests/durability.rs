@@ -444,7 +444,6 @@ fn big_stack(test: &str) -> Option<Stack> {
         test,
         Options {
             seed: Some(big_seed_text()),
-            ..Options::default()
         },
     )
 }

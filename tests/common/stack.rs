@@ -28,14 +28,6 @@ static EXTERNAL: Mutex<()> = Mutex::new(());
 pub struct Options {
     /// Seed file contents for the catalog (`--seed`), instead of the built-in one.
     pub seed: Option<String>,
-    /// Start the frontend against this catalog URL instead of the real one.
-    pub frontend_catalog: Option<String>,
-    /// Start the order service against this catalog URL instead of the real one.
-    pub order_catalog: Option<String>,
-    /// Extra environment for the catalog. By default the harness turns the periodic
-    /// restock of sold-out products off (`RESTOCK_PERIOD_MS=0`, the service's
-    /// documented knob) so that stock counts are exact; a test can set it here.
-    pub catalog_env: Vec<(String, String)>,
 }
 
 /// The three services, spawned or external.
@@ -143,10 +135,10 @@ impl Stack {
             catalog_args.push(f.path().display().to_string());
         }
         let mut catalog = Proc::new(Svc::Catalog, catalog_args, true);
+        // Stock counts stay exact: no periodic restock (the service's documented knob).
         catalog.envs = vec![("RESTOCK_PERIOD_MS".into(), "0".into())];
-        catalog.envs.extend(opts.catalog_env);
         catalog.launch("127.0.0.1:0");
-        let order_catalog = opts.order_catalog.unwrap_or_else(|| catalog.url.clone());
+        let order_catalog = catalog.url.clone();
         let mut order = Proc::new(Svc::Order, vec!["--catalog".into(), order_catalog], true);
         let mut stack = Stack {
             front: String::new(),
@@ -161,9 +153,7 @@ impl Stack {
         };
         order.launch("127.0.0.1:0");
         stack.order = Some(order.url.clone());
-        let front_catalog = opts
-            .frontend_catalog
-            .unwrap_or_else(|| stack.catalog.clone().unwrap());
+        let front_catalog = stack.catalog.clone().unwrap();
         let mut frontend = Proc::new(
             Svc::Frontend,
             vec![
