@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use toystore::catalog::{self, CatalogConfig, BUILTIN_SEED};
 use toystore::http::{ServerConfig, ShutdownHandle};
 use toystore::wire::{ChangeLine, ProductView};
@@ -62,6 +62,11 @@ impl Catalog {
 
     /// `GET /changes` on a new connection, with `authorization` if given.
     fn subscribe_with(&self, authorization: Option<&str>) -> Subscriber {
+        self.ask("GET", authorization)
+    }
+
+    /// `method /changes` on a new connection; the response's head read.
+    fn ask(&self, method: &str, authorization: Option<&str>) -> Subscriber {
         let mut socket = TcpStream::connect(self.addr).unwrap();
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
         let authorization = authorization
@@ -69,7 +74,7 @@ impl Catalog {
             .unwrap_or_default();
         write!(
             socket,
-            "GET /changes HTTP/1.1\r\nHost: catalog\r\n{authorization}\r\n"
+            "{method} /changes HTTP/1.1\r\nHost: catalog\r\n{authorization}\r\n"
         )
         .unwrap();
         let mut reader = BufReader::new(socket);
@@ -168,9 +173,19 @@ impl Subscriber {
         serde_json::from_slice(&body).unwrap()
     }
 
-    /// Whether the catalog ends the stream before the read timeout.
+    /// Whether the catalog ends the stream within [`PATIENCE`] (heartbeats may come
+    /// first; they must not keep the test waiting for ever).
     fn ends(mut self) -> bool {
-        self.reader.read_to_end(&mut Vec::new()).is_ok()
+        let deadline = Instant::now() + PATIENCE;
+        let mut chunk = [0; 4096];
+        while Instant::now() < deadline {
+            match self.reader.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 
@@ -363,4 +378,24 @@ fn a_catalog_that_stops_ends_its_streams_and_run_returns() {
     catalog.stop();
     assert!(subscriber.ends(), "the stream ends when the catalog stops");
     assert!(silent.ends());
+}
+
+/// A HEAD gets the head alone and the connection closes: nothing subscribes.
+#[test]
+fn a_head_request_gets_the_head_and_no_stream() {
+    let catalog = Catalog::start(|_| {});
+    let head = catalog.ask("HEAD", None);
+    assert!(
+        head.head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        head.head
+    );
+    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(head.header("connection"), Some("close"));
+    let mut rest = [0; 256];
+    let mut reader = head.reader;
+    let read = reader.read(&mut rest).expect("closed, no stream");
+    assert_eq!(read, 0, "{}", String::from_utf8_lossy(&rest[..read]));
+    let metrics = Metrics::scrape(&Http::default(), &catalog.url(""));
+    assert_eq!(metrics.value("toystore_catalog_push_subscribers"), 0);
 }
