@@ -6,26 +6,25 @@
 
 mod common;
 
-use common::{eventually, Http, Metrics};
+use common::{eventually, host_port, Http, Metrics, Running};
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 use toystore::catalog::{self, CatalogConfig, BUILTIN_SEED};
-use toystore::http::{ServerConfig, ShutdownHandle};
+use toystore::http::ServerConfig;
 use toystore::wire::{ChangeLine, ProductView};
 
 /// How long a test waits for something that comes well before.
 const PATIENCE: Duration = Duration::from_secs(10);
 const ADMIN: &str = "adm";
 
-/// The catalog's `run` in a thread, on a fresh data directory; stopped when dropped.
+/// The catalog's `run` in a thread, alone, on a fresh data directory; stopped when
+/// dropped.
 struct Catalog {
-    addr: SocketAddr,
-    shutdown: ShutdownHandle,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    running: Running,
     _dir: tempfile::TempDir,
 }
 
@@ -43,21 +42,14 @@ impl Catalog {
             snapshot_every: 10_000,
         };
         tweak(&mut config);
-        let listener = toystore::http::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = ShutdownHandle::new();
-        let handle = shutdown.clone();
-        let thread = thread::spawn(move || catalog::run(config, listener, handle));
         Catalog {
-            addr,
-            shutdown,
-            thread: Some(thread),
+            running: Running::start("catalog", config, catalog::run),
             _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.running.url())
     }
 
     /// `GET /changes` on a new connection, with `authorization` if given.
@@ -67,7 +59,7 @@ impl Catalog {
 
     /// `method /changes` on a new connection; the response's head read.
     fn ask(&self, method: &str, authorization: Option<&str>) -> Subscriber {
-        let mut socket = TcpStream::connect(self.addr).unwrap();
+        let mut socket = TcpStream::connect(host_port(&self.running.url())).unwrap();
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
         let authorization = authorization
             .map(|value| format!("Authorization: {value}\r\n"))
@@ -104,26 +96,17 @@ impl Catalog {
         (subscriber, seq)
     }
 
-    /// Stops the catalog; `run` must return Ok within [`PATIENCE`].
-    fn stop(&mut self) {
-        self.shutdown.shutdown();
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        let (done, returned) = mpsc::channel();
-        thread::spawn(move || done.send(thread.join()));
-        let result = returned
+    /// Stops the catalog: its `run` must return Ok within [`PATIENCE`].
+    fn stop(self) {
+        let Catalog { mut running, _dir } = self;
+        let (done, stopped) = mpsc::channel();
+        thread::spawn(move || {
+            running.stop();
+            let _ = done.send(());
+        });
+        stopped
             .recv_timeout(PATIENCE)
-            .expect("run returns after a shutdown");
-        result.expect("run does not panic").expect("run returns Ok");
-    }
-}
-
-impl Drop for Catalog {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            self.stop();
-        }
+            .expect("run returns Ok after a shutdown");
     }
 }
 
@@ -372,7 +355,7 @@ fn the_stream_requires_the_internal_token_when_one_is_set() {
 
 #[test]
 fn a_catalog_that_stops_ends_its_streams_and_run_returns() {
-    let mut catalog = Catalog::start(|_| {});
+    let catalog = Catalog::start(|_| {});
     let (subscriber, _) = catalog.subscribe();
     let (silent, _) = catalog.subscribe();
     catalog.stop();
