@@ -99,6 +99,7 @@ fn a_buy_through_the_three_services_run_in_process_then_a_clean_shutdown() {
             order: order.peer(),
             peers: PeerConfig::default(),
             admin_token: None,
+            cache_size: frontend::DEFAULT_CACHE_SIZE,
         },
         frontend::run,
     );
