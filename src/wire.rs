@@ -305,22 +305,6 @@ pub struct Placements {
     pub orders: Vec<Placement>,
 }
 
-/// One line of the catalog's push channel (`GET /changes`, newline-delimited JSON):
-/// the hello (`seq` and `epoch`), a change (`seq` one above the last, and the new
-/// state of every product it changed) or a heartbeat (`seq` alone, the last sent).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeLine {
-    /// The hello's: the catalog's change sequence at subscription; a change's: its
-    /// number; a heartbeat's: the last number sent.
-    pub seq: u64,
-    /// The hello's only: the catalog process's random identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<String>,
-    /// A change's only: the products it changed, as they are now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub products: Option<Vec<ProductView>>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
