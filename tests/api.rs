@@ -25,7 +25,7 @@ fn query_each_toy() {
         assert_eq!(d["name"], *name);
         assert!(d["price"].is_number(), "price is a number: {r:?}");
         assert!(d["quantity"].is_u64(), "quantity is a JSON integer: {r:?}");
-        if s.is_spawned() {
+        if s.is_fresh() {
             assert_eq!(d["price"].as_f64(), Some(*price), "{r:?}");
             assert_eq!(d["quantity"].as_u64(), Some(*qty), "{r:?}");
         }
@@ -145,7 +145,7 @@ fn list_products() {
     for (name, _, _) in SEED {
         assert!(got.iter().any(|n| n == name), "{name} missing from {got:?}");
     }
-    if s.is_spawned() {
+    if s.is_fresh() {
         assert_eq!(items.len(), SEED.len(), "{r:?}");
         for (name, price, qty) in SEED {
             let it = items.iter().find(|i| i["name"] == *name).unwrap();

@@ -62,7 +62,7 @@ fn assert_numbering(s: &Stack, won: &[(u64, String, u64)]) {
     let mut numbers: Vec<u64> = won.iter().map(|w| w.0).collect();
     numbers.sort_unstable();
     let first = numbers.first().copied().unwrap_or(0);
-    if s.is_spawned() {
+    if s.is_fresh() {
         assert_eq!(first, 0, "a fresh stack numbers from 0");
     }
     let want: Vec<u64> = (first..first + numbers.len() as u64).collect();
@@ -119,7 +119,7 @@ fn thirty_two_buyers_never_oversell() {
         let r = s.get(&format!("/orders/{n}"));
         assert_eq!(r.ok(), &json!({"number": n, "name": name, "quantity": q}));
     }
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         s.admin_put("Tux", r#"{"quantity":80}"#).ok();
     }
 }
@@ -141,7 +141,7 @@ fn buyers_of_three_never_oversell() {
     assert_eq!(s.stock("Whale"), stock % 3);
     assert_eq!(storm.out_of_stock, THREADS * 2 - k as usize);
     assert_numbering(&s, &storm.won);
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         s.admin_put("Whale", r#"{"quantity":100}"#).ok();
     }
 }
@@ -177,7 +177,7 @@ fn mixed_buyers_account_for_every_unit() {
         let r = s.get(&format!("/orders/{n}"));
         assert_eq!(r.ok(), &json!({"number": n, "name": name, "quantity": q}));
     }
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         for name in start.keys() {
             s.admin_put(name, r#"{"quantity":100}"#).ok();
         }

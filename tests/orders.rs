@@ -101,7 +101,7 @@ fn buy_out_of_stock_is_409_and_changes_nothing() {
 #[test]
 fn buying_the_last_units_then_out_of_stock() {
     let s = Stack::new();
-    if !s.is_spawned() && s.token.is_none() {
+    if !s.is_fresh() && s.token.is_none() {
         common::skip(
             "buying_the_last_units_then_out_of_stock",
             "needs a spawned stack or ADMIN_TOKEN",
@@ -109,7 +109,7 @@ fn buying_the_last_units_then_out_of_stock() {
         return;
     }
     let toy = "Elephant";
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         s.admin_put(toy, r#"{"quantity":7}"#).ok();
     }
     let stock = s.stock(toy);
@@ -120,7 +120,7 @@ fn buying_the_last_units_then_out_of_stock() {
         .err(409, Some("out of stock"));
     assert_eq!(s.stock(toy), 0);
     assert_order(&s, a, toy, stock);
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         // Leave the shared server usable.
         s.admin_put(toy, r#"{"quantity":100}"#).ok();
     }

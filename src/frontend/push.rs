@@ -4,7 +4,7 @@
 //!
 //! The stream is a close-delimited body of JSON lines: a hello, then changes (their
 //! sequence numbers one apart) and heartbeats. Anything else — a refused subscription,
-//! a malformed line, a gap in the sequence, a new epoch, the end of the body, silence
+//! a malformed line, a gap in the sequence, a second hello, the end of the body, silence
 //! past [`SILENCE_LIMIT`] — loses the channel: the cache empties and stops serving,
 //! and the thread subscribes again after a short jittered backoff. The cache also
 //! checks the silence itself at every query, so a stuck thread cannot keep it serving.
@@ -50,8 +50,8 @@ enum PushError {
         expected: u64,
         got: u64,
     },
-    /// A line from another catalog process.
-    NewEpoch,
+    /// A second hello: the stream restarted.
+    SecondHello,
 }
 
 impl fmt::Display for PushError {
@@ -67,7 +67,7 @@ impl fmt::Display for PushError {
             PushError::Gap { expected, got } => {
                 write!(f, "sequence gap: expected {expected}, got {got}")
             }
-            PushError::NewEpoch => f.write_str("the catalog restarted"),
+            PushError::SecondHello => f.write_str("a second hello in one stream"),
         }
     }
 }
@@ -218,34 +218,33 @@ impl Channel {
         }
         while read_line(&mut reader, &mut line)? != "\r\n" {}
 
-        let hello = read_change(&mut reader, &mut line)?;
-        let Some(epoch) = hello.epoch else {
-            return Err(malformed(&line));
+        let (epoch, mut last) = match read_change(&mut reader, &mut line)? {
+            ChangeLine::Hello { seq, epoch } => (epoch, seq),
+            _ => return Err(malformed(&line)),
         };
         self.cache.hello();
         *had_hello = true;
         logging::info(format!(
-            "frontend: push channel from the catalog up (epoch {}, seq {}); cache on",
+            "frontend: push channel from the catalog up (epoch {}, seq {last}); cache on",
             logging::escape(&epoch),
-            hello.seq
         ));
-        let mut last = hello.seq;
         loop {
-            let change = read_change(&mut reader, &mut line)?;
-            if change.epoch.as_ref().is_some_and(|other| *other != epoch) {
-                return Err(PushError::NewEpoch);
+            let (expected, got) = match read_change(&mut reader, &mut line)? {
+                ChangeLine::Hello { .. } => return Err(PushError::SecondHello),
+                ChangeLine::Heartbeat { seq } => (last, seq),
+                ChangeLine::Change { seq, products } => {
+                    if seq == last + 1 {
+                        for product in &products {
+                            self.cache.invalidate(&product.name);
+                        }
+                    }
+                    (last + 1, seq)
+                }
+            };
+            if got != expected {
+                return Err(PushError::Gap { expected, got });
             }
-            let expected = last + u64::from(change.products.is_some());
-            if change.seq != expected {
-                return Err(PushError::Gap {
-                    expected,
-                    got: change.seq,
-                });
-            }
-            for product in change.products.iter().flatten() {
-                self.cache.invalidate(&product.name);
-            }
-            last = change.seq;
+            last = got;
             self.cache.heard();
         }
     }

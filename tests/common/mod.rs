@@ -1,7 +1,11 @@
 //! The black-box harness shared by every test file.
 //!
-//! A [`Stack`] is the three services seen from outside, in one of two modes:
+//! A [`Stack`] is the three services seen from outside, in one of three modes:
 //!
+//! - **in-process** ([`Stack::in_process`], its [`Builder`]): each service's `run` in a
+//!   thread of the test, on port 0, with fresh temporary data directories; stopped and
+//!   joined when the stack is dropped. The mode for a test about what a service does,
+//!   not about its process; it can start extra front-ends with their own config.
 //! - **spawned** (the default): the real binaries are started as child processes,
 //!   each on `127.0.0.1:0` with a fresh temporary data directory. The harness reads
 //!   the `<service> listening on http://HOST:PORT` line to learn each port, waits
@@ -14,10 +18,12 @@
 //!   tests that need fresh state or process control skip themselves there ([`skip`]).
 //!
 //! Everything here is written against the outside contract (`shared/CONTRACT.md`),
-//! never against the implementation: only HTTP, the command line and stdout.
+//! never against the implementation: only HTTP, the command line and stdout (and, for
+//! the in-process mode, the configs each service's `run` takes).
 //!
 //! Where things are (test files import them from here, `use common::{Stack, Svc}`):
 //! - `stack`: [`Stack`], its [`Options`], the [`SEED`] it starts from, [`external`].
+//! - `inproc`: the in-process mode ([`Builder`]).
 //! - `service`: one service as a child process ([`Svc`], [`Extra`], [`exit_within`]).
 //! - `http`: the test client [`Http`]; [`unique`] keys.
 //! - `resp`: [`Resp`] and the contract's envelope checks ([`Resp::ok`], [`Resp::err`],
@@ -33,6 +39,7 @@
 
 pub mod faults;
 mod http;
+mod inproc;
 mod metrics;
 pub mod procfs;
 mod raw;
@@ -43,6 +50,7 @@ mod stack;
 mod wait;
 
 pub use http::{unique, Http};
+pub use inproc::Builder;
 pub use metrics::Metrics;
 pub use raw::{
     closed, connect, connect_with_timeout, expect_response, host_port, raw, raw_ok,

@@ -7,6 +7,7 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 
+use super::inproc::InProcess;
 use super::service::{Proc, Svc, TEST_TOKEN};
 use super::{order_number, skip, Http, Resp};
 
@@ -51,6 +52,8 @@ pub struct Stack {
     pub http: Http,
     /// The spawned processes, in start order (catalog, order, frontend); empty when external.
     procs: Vec<Proc>,
+    /// The services run in this process, when started by [`Stack::in_process`].
+    pub(super) in_process: Option<InProcess>,
     /// Held for the whole test in external mode.
     _guard: Option<MutexGuard<'static, ()>>,
     /// The seed file, kept alive for restarts.
@@ -99,6 +102,7 @@ impl Stack {
                 token: env("ADMIN_TOKEN"),
                 http: Http::default(),
                 procs: Vec::new(),
+                in_process: None,
                 _guard: Some(guard),
                 _seed: None,
             }
@@ -144,6 +148,7 @@ impl Stack {
             token: Some(TEST_TOKEN.to_string()),
             http: Http::default(),
             procs: vec![catalog],
+            in_process: None,
             _guard: None,
             _seed: seed,
         };
@@ -169,9 +174,29 @@ impl Stack {
         stack
     }
 
-    /// Whether this stack was spawned by the harness (fresh state, process control).
-    pub fn is_spawned(&self) -> bool {
-        !self.procs.is_empty()
+    /// The stack of services running in this process, its first front-end at `front`.
+    pub(super) fn from_in_process(
+        front: String,
+        services: InProcess,
+        token: Option<String>,
+    ) -> Stack {
+        Stack {
+            front,
+            catalog: Some(services.catalog_url()),
+            order: Some(services.order_url()),
+            token,
+            http: Http::default(),
+            procs: Vec::new(),
+            in_process: Some(services),
+            _guard: None,
+            _seed: None,
+        }
+    }
+
+    /// Whether the harness started this stack, as processes or in this process: its
+    /// state is fresh (stock as seeded, no orders). Only spawned ones have process control.
+    pub fn is_fresh(&self) -> bool {
+        !self.procs.is_empty() || self.in_process.is_some()
     }
 
     pub(super) fn proc_mut(&mut self, svc: Svc) -> &mut Proc {
