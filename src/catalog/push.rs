@@ -321,3 +321,166 @@ fn encode(line: &ChangeLine) -> Arc<str> {
     text.push('\n');
     text.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// Lines as a subscriber reads them off its socket.
+    struct Reader(BufReader<TcpStream>);
+
+    impl Reader {
+        fn next(&mut self) -> ChangeLine {
+            let mut line = String::new();
+            self.0
+                .read_line(&mut line)
+                .expect("a line within the read timeout");
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+        }
+    }
+
+    /// A subscriber of `changes` on a real socket; returns its reading end.
+    fn subscribe(changes: &Arc<Changes>, listener: &TcpListener) -> Reader {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        changes.subscribe().unwrap().start(server);
+        Reader(BufReader::new(client))
+    }
+
+    fn tux(quantity: u64) -> Vec<ProductView> {
+        vec![ProductView {
+            name: "Tux".into(),
+            price: 1.0,
+            quantity,
+        }]
+    }
+
+    #[test]
+    fn a_hello_then_each_change_once_in_order_then_heartbeats() {
+        let changes = Arc::new(Changes::new(PushLimits::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        changes.publish(tux(1));
+        let mut reader = subscribe(&changes, &listener);
+        let hello = reader.next();
+        assert_eq!(
+            hello,
+            ChangeLine::Hello {
+                seq: 1,
+                epoch: changes.epoch().to_string()
+            }
+        );
+        assert!(
+            changes.epoch().len() == 16 && changes.epoch().bytes().all(|b| b.is_ascii_hexdigit()),
+            "{hello:?}"
+        );
+        changes.publish(tux(2));
+        changes.publish(tux(3));
+        assert_eq!(
+            reader.next(),
+            ChangeLine::Change {
+                seq: 2,
+                products: tux(2)
+            }
+        );
+        assert_eq!(
+            reader.next(),
+            ChangeLine::Change {
+                seq: 3,
+                products: tux(3)
+            }
+        );
+        for _ in 0..3 {
+            assert_eq!(reader.next(), ChangeLine::Heartbeat { seq: 3 });
+        }
+        // Each counted once written: all but the last surely are by now.
+        assert!(changes.lines_sent() >= 5, "{}", changes.lines_sent());
+    }
+
+    #[test]
+    fn subscribers_are_bounded_and_refused_once_closed() {
+        let changes = Arc::new(Changes::new(PushLimits {
+            max_subscribers: 2,
+            ..PushLimits::default()
+        }));
+        let first = changes.subscribe().unwrap();
+        let _second = changes.subscribe().unwrap();
+        assert_eq!(changes.subscribe().err(), Some(SubscribeError::Full));
+        drop(first);
+        assert_eq!(changes.subscribers(), 1);
+        let _third = changes.subscribe().unwrap();
+        changes.close();
+        assert_eq!(changes.subscribers(), 0);
+        assert_eq!(changes.subscribe().err(), Some(SubscribeError::Closed));
+    }
+
+    /// A subscriber that stops reading is cut off, and the others get every line.
+    #[test]
+    fn a_subscriber_that_stops_reading_is_dropped_and_the_others_miss_nothing() {
+        let changes = Arc::new(Changes::new(PushLimits {
+            queue_lines: 8,
+            send_buffer_bytes: 4096,
+            ..PushLimits::default()
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _stalled = subscribe(&changes, &listener);
+        let mut reader = subscribe(&changes, &listener);
+        assert_eq!(reader.next().seq(), 0);
+        // Big lines, so that a few fill the socket buffers of the one that never reads.
+        let big = vec![ProductView {
+            name: "x".repeat(16 * 1024),
+            price: 1.0,
+            quantity: 1,
+        }];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seq = 0;
+        while changes.dropped() == 0 {
+            assert!(Instant::now() < deadline, "never dropped after {seq} lines");
+            changes.publish(big.clone());
+            seq += 1;
+            // The reader keeps up; every line comes, in order, with nothing missing.
+            loop {
+                match reader.next() {
+                    ChangeLine::Change { seq: got, .. } => {
+                        assert_eq!(got, seq);
+                        break;
+                    }
+                    ChangeLine::Heartbeat { seq: got } => assert_eq!(got, seq - 1),
+                    hello => panic!("{hello:?}"),
+                }
+            }
+        }
+        assert_eq!(changes.subscribers(), 1);
+        changes.publish(tux(1));
+        assert_eq!(
+            reader.next(),
+            ChangeLine::Change {
+                seq: seq + 1,
+                products: tux(1)
+            }
+        );
+    }
+
+    #[test]
+    fn close_ends_every_stream() {
+        let changes = Arc::new(Changes::new(PushLimits::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut reader = subscribe(&changes, &listener);
+        reader.next();
+        changes.close();
+        let mut rest = String::new();
+        // Heartbeats may still come before the end; the end comes.
+        while reader
+            .0
+            .read_line(&mut rest)
+            .expect("closed, not timed out")
+            > 0
+        {}
+        assert_eq!(changes.dropped(), 0, "closing drops no one for being slow");
+    }
+}

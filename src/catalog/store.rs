@@ -892,6 +892,25 @@ mod tests {
                 category: Some("animal".into())
             }
         );
+        // The contract: at least 10 products (Lab 3), the lab's four first.
+        assert!(products.len() >= 10, "{products:?}");
+        let first: Vec<_> = products[..4]
+            .iter()
+            .map(|p| (p.name.as_str(), p.price, p.quantity))
+            .collect();
+        assert_eq!(
+            first,
+            [
+                ("Tux", 25.99, 80),
+                ("Whale", 34.99, 100),
+                ("Elephant", 29.99, 100),
+                ("Bird", 39.99, 100)
+            ]
+        );
+        assert!(
+            products.iter().all(|p| p.category.is_some()),
+            "{products:?}"
+        );
         assert_eq!(parse_seed("# c\n\n7 X 1 2\n").unwrap()[0].category, None);
         for bad in [
             "1 Tux 1",
@@ -1158,6 +1177,35 @@ mod tests {
         disk.fail_syncs(None);
         catalog.buy(&buy(2, "Tux", 80)).unwrap();
         assert_eq!(catalog.get("Tux").unwrap().quantity, 0);
+    }
+
+    /// Issue 13: a change is published once readers can see it (not while its record is
+    /// on its way to disk), once per record that changed a product, and never if lost.
+    #[test]
+    fn a_change_is_published_once_visible_and_never_if_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FaultyDisk::new();
+        let catalog = Arc::new(open_on(&disk, dir.path(), 1000));
+        let changes = Arc::clone(catalog.changes());
+        let buyer = buy_in_flight(&catalog, &disk, buy(1, "Tux", 5));
+        assert_eq!(changes.seq(), 0, "not on disk, not visible: not published");
+        disk.release_syncs();
+        buyer.join().unwrap().unwrap();
+        assert_eq!(changes.seq(), 1);
+        disk.fail_syncs(Some(Fault::Io));
+        assert!(storage_failed(catalog.update("Whale", price_update(1.0))));
+        assert_eq!(changes.seq(), 1, "a lost change is never published");
+        disk.fail_syncs(None);
+        catalog.update("Whale", price_update(2.0)).unwrap();
+        assert_eq!(changes.seq(), 2, "an update");
+        catalog.resolve(1).unwrap();
+        assert_eq!(changes.seq(), 3, "a cancel gives stock back");
+        catalog.resolve(7).unwrap();
+        assert_eq!(changes.seq(), 3, "a void changes no product");
+        catalog.buy_many(&[buy(2, "Tux", 80), buy(3, "Bird", 100)]);
+        assert_eq!(changes.seq(), 5, "one per buy of a batch");
+        catalog.restock(100, Duration::ZERO).unwrap();
+        assert_eq!(changes.seq(), 7, "one per product restocked");
     }
 
     /// A restock in flight is no stock to sell until it is on disk.

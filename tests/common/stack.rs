@@ -11,7 +11,9 @@ use super::inproc::InProcess;
 use super::service::{Proc, Svc, TEST_TOKEN};
 use super::{order_number, skip, Http, Resp};
 
-/// The seed every spawned stack starts from unless a test brings its own.
+/// The lab's four toys, the first products of the seed every spawned stack starts
+/// from unless a test brings its own (the built-in `database.txt`, which has more,
+/// each with a category: `toystore::catalog::BUILTIN_SEED`).
 pub const SEED: &[(&str, f64, u64)] = &[
     ("Tux", 25.99, 80),
     ("Whale", 34.99, 100),
