@@ -1,14 +1,15 @@
-//! The client's evaluation (`client eval`) against a spawned stack whose store is one
+//! The client's evaluation (`client eval`) against a fresh stack whose store is one
 //! toy of one unit: with the restock between points every point has buy latency;
 //! without it the report says which points have none and why, and leaves them out of
-//! the plots. Spawned mode only.
+//! the plots. The client runs as a process (its command line is the point), the stack
+//! in this one. Fresh stacks only.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Options, Stack, TEST_TOKEN};
+use common::{Stack, TEST_TOKEN};
 
 /// `client eval` against `front` into `out`, with `args` after the sweep's shape.
 fn eval(front: &str, out: &Path, args: &[&str], admin_token: Option<&str>) -> Output {
@@ -47,13 +48,7 @@ fn points(report: &str) -> Vec<std::collections::HashMap<String, String>> {
 }
 
 fn one_unit_store(test: &str) -> Option<Stack> {
-    Stack::spawned_only_with(
-        test,
-        Options {
-            seed: Some("1 Tux 25.99 1\n".into()),
-            ..Default::default()
-        },
-    )
+    Stack::in_process().seed("1 Tux 25.99 1\n").fresh(test)
 }
 
 /// Issue 12: `client eval --out eval/` sold the store out in the first points, and

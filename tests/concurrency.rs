@@ -1,7 +1,7 @@
 //! Concurrent buyers never oversell, and order numbers stay unique and contiguous.
 //!
 //! Stock is set through the admin API (so this runs in external mode too when
-//! `ADMIN_TOKEN` is known); on a spawned stack the numbers must be exactly 0..k-1.
+//! `ADMIN_TOKEN` is known); on a fresh stack the numbers must be exactly 0..k-1.
 
 mod common;
 
@@ -56,7 +56,7 @@ fn storm(s: &Stack, items: &[(&str, u64)], per_thread: usize) -> Storm {
     }
 }
 
-/// Numbers are distinct and contiguous; on a spawned stack they start at 0.
+/// Numbers are distinct and contiguous; on a fresh stack they start at 0.
 #[track_caller]
 fn assert_numbering(s: &Stack, won: &[(u64, String, u64)]) {
     let mut numbers: Vec<u64> = won.iter().map(|w| w.0).collect();
@@ -71,7 +71,7 @@ fn assert_numbering(s: &Stack, won: &[(u64, String, u64)]) {
 
 fn needs_token(s: &Stack, test: &str) -> bool {
     if s.token.is_none() {
-        common::skip(test, "needs a spawned stack or ADMIN_TOKEN");
+        common::skip(test, "needs a fresh stack or ADMIN_TOKEN");
         return false;
     }
     true

@@ -16,15 +16,16 @@ use toystore::http::{ServerConfig, ShutdownHandle};
 use toystore::order::{self, OrderConfig};
 use toystore::peer::{PeerAddr, PeerConfig};
 
-use super::{eventually, Http, Stack, TEST_TOKEN};
+use super::{eventually, skip_when_external, Http, Stack, TEST_TOKEN};
 
 /// How long a service started in this process may take to answer `/health`: it binds
 /// before its thread starts, so this only covers opening its data directory (and a
 /// loaded machine).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A front-end config change: a field a test wants different (a limit, a peer, a cache).
-type FrontendTweak = Box<dyn FnOnce(&mut FrontendConfig)>;
+/// A config change before a service starts: a field a test wants different (a limit,
+/// a peer, a cache).
+type Tweak<C> = Box<dyn FnOnce(&mut C)>;
 
 /// A service running in a thread of this process.
 pub struct Running {
@@ -170,7 +171,8 @@ pub struct Builder {
     restock_period: Option<Duration>,
     admin_token: Option<String>,
     internal_token: Option<String>,
-    frontend: Option<FrontendTweak>,
+    order: Tweak<OrderConfig>,
+    frontend: Tweak<FrontendConfig>,
 }
 
 impl Default for Builder {
@@ -180,7 +182,8 @@ impl Default for Builder {
             restock_period: None,
             admin_token: Some(TEST_TOKEN.to_string()),
             internal_token: None,
-            frontend: None,
+            order: Box::new(|_| {}),
+            frontend: Box::new(|_| {}),
         }
     }
 }
@@ -213,8 +216,20 @@ impl Builder {
     /// Changes the first front-end's config before it starts (extra front-ends get
     /// their own tweak, [`Stack::start_frontend`]).
     pub fn frontend(mut self, tweak: impl FnOnce(&mut FrontendConfig) + 'static) -> Self {
-        self.frontend = Some(Box::new(tweak));
+        self.frontend = Box::new(tweak);
         self
+    }
+
+    /// Changes the order service's config before it starts.
+    pub fn order(mut self, tweak: impl FnOnce(&mut OrderConfig) + 'static) -> Self {
+        self.order = Box::new(tweak);
+        self
+    }
+
+    /// For a test that needs fresh state: the started stack, or `None` (after saying
+    /// why) in external mode, where the servers are someone else's.
+    pub fn fresh(self, test: &str) -> Option<Stack> {
+        (!skip_when_external(test)).then(|| self.start())
     }
 
     /// Starts catalog, order and front-end, each waited for until it answers `/health`.
@@ -242,16 +257,14 @@ impl Builder {
             },
             catalog::run,
         );
-        let order = Running::start(
-            "order",
-            OrderConfig {
-                server: server.clone(),
-                data_dir: order_dir.path().to_path_buf(),
-                catalog: catalog.peer(),
-                peers: peers.clone(),
-            },
-            order::run,
-        );
+        let mut order_config = OrderConfig {
+            server: server.clone(),
+            data_dir: order_dir.path().to_path_buf(),
+            catalog: catalog.peer(),
+            peers: peers.clone(),
+        };
+        (self.order)(&mut order_config);
+        let order = Running::start("order", order_config, order::run);
         let mut services = InProcess {
             fronts: Vec::new(),
             frontend: FrontendConfig {
@@ -267,8 +280,7 @@ impl Builder {
             _catalog_dir: catalog_dir,
             _order_dir: order_dir,
         };
-        let tweak = self.frontend.unwrap_or_else(|| Box::new(|_| {}));
-        let front = services.start_frontend(tweak);
+        let front = services.start_frontend(self.frontend);
         Stack::from_in_process(front, services, self.admin_token)
     }
 }
@@ -282,7 +294,7 @@ fn data_dir(service: &str) -> tempfile::TempDir {
 
 impl Stack {
     /// A fresh stack of the three services in this process (see [`Builder`]); start it
-    /// with `.start()`.
+    /// with `.start()`, or `.fresh(test)` for a test that also runs in external mode.
     pub fn in_process() -> Builder {
         Builder::default()
     }

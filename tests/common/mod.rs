@@ -2,16 +2,18 @@
 //!
 //! A [`Stack`] is the three services seen from outside, in one of three modes:
 //!
-//! - **in-process** ([`Stack::in_process`], its [`Builder`]): each service's `run` in a
-//!   thread of the test, on port 0, with fresh temporary data directories; stopped and
-//!   joined when the stack is dropped. The mode for a test about what a service does,
-//!   not about its process; it can start extra front-ends with their own config.
-//! - **spawned** (the default): the real binaries are started as child processes,
+//! - **in-process** (the default: [`Stack::new`], [`Stack::fresh`], [`Stack::in_process`]
+//!   and its [`Builder`]): each service's `run` in a thread of the test, on port 0,
+//!   with fresh temporary data directories; stopped and joined when the stack is
+//!   dropped. For a test about what the services do, not about their processes; it can
+//!   start extra front-ends with their own config.
+//! - **spawned** ([`Stack::spawned_only`], [`Stack::spawn`]): the real binaries are started as child processes,
 //!   each on `127.0.0.1:0` with a fresh temporary data directory. The harness reads
 //!   the `<service> listening on http://HOST:PORT` line to learn each port, waits
 //!   for `GET /health`, and kills the children when the stack is dropped. It can
 //!   stop (SIGTERM), kill (SIGKILL) and restart a service on the same port with the
-//!   same data directory.
+//!   same data directory. For a test about a process: kill -9, restarts, signals,
+//!   flags, environment, exit codes, output lines, failpoints.
 //! - **external**: when `FRONT` is set (and optionally `CATALOG`, `ORDER`,
 //!   `ADMIN_TOKEN`), the tests talk to servers that are already running. Their state
 //!   is not fresh, so the shared tests are written relative to the state they find;

@@ -92,7 +92,8 @@ pub fn normalize(addr: &str, default_port: u16) -> String {
 }
 
 impl Stack {
-    /// The stack every test uses: external when `FRONT` is set, otherwise a fresh spawned one.
+    /// The stack every test uses: external when `FRONT` is set, otherwise a fresh one
+    /// in this process ([`Stack::in_process`]).
     pub fn new() -> Stack {
         if external() {
             let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -109,12 +110,18 @@ impl Stack {
                 _seed: None,
             }
         } else {
-            Stack::spawn(Options::default())
+            Stack::in_process().start()
         }
     }
 
-    /// A stack for a test that needs fresh state or process control; `None` (after
-    /// printing why) in external mode.
+    /// A fresh stack in this process for a test that needs fresh state; `None` (after
+    /// printing why) in external mode. With options: `Stack::in_process()...fresh(test)`.
+    pub fn fresh(test: &str) -> Option<Stack> {
+        Stack::in_process().fresh(test)
+    }
+
+    /// A spawned stack for a test about the services' processes (signals, restarts,
+    /// output, flags, environment); `None` (after printing why) in external mode.
     pub fn spawned_only(test: &str) -> Option<Stack> {
         Self::spawned_only_with(test, Options::default())
     }
