@@ -33,6 +33,8 @@ const SHARDS: usize = 32;
 /// Invalidated names a shard remembers one by one; beyond, it keeps only the newest
 /// stamp for all of them (which refuses more fills, never too few).
 const REMEMBERED_PER_SHARD: usize = 1024;
+/// How far apart, in nanoseconds, the times the push channel was heard are recorded.
+const HEARD_GRAIN: u64 = 1_000_000;
 /// Slots of the hit and miss counters, picked by thread.
 const COUNTER_SLOTS: usize = 16;
 
@@ -335,12 +337,17 @@ impl Cache {
     /// serves again, from empty, filled only by what is read from now on.
     pub fn hello(&self) {
         self.reset();
-        self.heard();
+        self.heard.store(self.now(), Ordering::Release);
     }
 
     /// A line came on the push channel: it is alive.
     pub fn heard(&self) {
-        self.heard.store(self.now(), Ordering::Release);
+        let now = self.now();
+        // Every hit reads this: under a stream of changes, write it once a
+        // millisecond, not once a line (only the push thread writes it).
+        if now.saturating_sub(self.heard.load(Ordering::Relaxed)) >= HEARD_GRAIN {
+            self.heard.store(now, Ordering::Release);
+        }
     }
 
     /// Its counters and state.
