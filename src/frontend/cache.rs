@@ -66,6 +66,8 @@ struct Entry {
     reply: Box<[u8]>,
     /// When it was last filled or hit ([`Cache::now`]).
     last_used: AtomicU64,
+    /// The ticket of the fill that read it.
+    ticket: Ticket,
 }
 
 impl Entry {
@@ -256,9 +258,16 @@ impl Cache {
         let entry = Entry {
             reply: reply.into(),
             last_used: AtomicU64::new(self.now()),
+            ticket,
         };
-        if table.entries.insert(name.into(), entry).is_none() {
-            self.entries.fetch_add(1, Ordering::SeqCst);
+        match table.entries.get_mut(name) {
+            // Two fills of one name raced: the later reader's value stays.
+            Some(held) if held.ticket.0 > ticket.0 => return false,
+            Some(held) => *held = entry,
+            None => {
+                table.entries.insert(name.into(), entry);
+                self.entries.fetch_add(1, Ordering::SeqCst);
+            }
         }
         true
     }
@@ -443,6 +452,15 @@ mod tests {
         assert_eq!(cache.get("A").as_deref(), Some(&b"new"[..]));
         assert_eq!(names(&cache), ["A", "B"]);
         assert_eq!(cache.stats().evictions, 0);
+    }
+
+    #[test]
+    fn of_two_racing_fills_the_later_reader_wins() {
+        let cache = serving(2);
+        let (early, late) = (cache.begin_fill(), cache.begin_fill());
+        assert!(cache.fill("A", late, b"late"));
+        assert!(!cache.fill("A", early, b"early"));
+        assert_eq!(cache.get("A").as_deref(), Some(&b"late"[..]));
     }
 
     #[test]
