@@ -241,6 +241,35 @@ fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resu
     );
 }
 
+/// A push channel that stays open but goes silent (a stalled catalog or network)
+/// counts as lost too.
+#[test]
+fn a_front_end_whose_push_channel_goes_silent_stops_serving_from_its_cache() {
+    let mut s = stack(4);
+    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
+    let front = s.start_frontend(|config| {
+        config.cache_size = 4;
+        config.catalog = proxy.peer();
+    });
+    let http = &s.http;
+    let catalog = s.catalog.clone().unwrap();
+    wait_push_up(http, &front);
+    cached(http, &front, "P4");
+
+    // Held, not closed: only the silence tells.
+    proxy.set_delay(Duration::from_secs(3600));
+    eventually("the front-end to notice the silence", PATIENCE, || {
+        (cache_health(http, &front)["push"] == "down").then_some(())
+    });
+    let changed = admin_put(http, &catalog, "P4", r#"{"quantity":44}"#);
+    assert_eq!(product(http, &front, "P4"), changed);
+
+    proxy.set_delay(Duration::ZERO);
+    wait_push_up(http, &front);
+    cached(http, &front, "P4");
+    assert_eq!(product(http, &front, "P4"), changed);
+}
+
 /// Buys, admin updates and queries from several threads through two front-ends (one
 /// whose push channel is cut now and then); once they stop, both front-ends answer
 /// every product as the catalog does. `TOYSTORE_SEED` replays a run's operations.
@@ -456,10 +485,17 @@ impl ProxyShared {
         });
         let mut writer = client;
         for (read_at, chunk) in delayed {
-            let due = read_at + *self.delay.lock().unwrap();
-            // Network latency, simulated: this wait synchronises nothing.
-            thread::sleep(due.saturating_duration_since(Instant::now()));
-            if writer.write_all(&chunk).is_err() {
+            // Network latency, simulated (this wait synchronises nothing), in short
+            // steps so that a new delay or the proxy's end applies at once.
+            loop {
+                let due = read_at + *self.delay.lock().unwrap();
+                let left = due.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                thread::sleep(left.min(Duration::from_millis(20)));
+            }
+            if self.closed.load(Ordering::SeqCst) || writer.write_all(&chunk).is_err() {
                 break;
             }
         }
