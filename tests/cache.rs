@@ -45,10 +45,11 @@ fn counter(http: &Http, front: &str, name: &str) -> u64 {
     cache_health(http, front)[name].as_u64().expect(name)
 }
 
-/// Waits until the front-end at `front` serves from its cache.
-fn wait_push_up(http: &Http, front: &str) {
-    eventually("the push channel to be up", PATIENCE, || {
-        (cache_health(http, front)["push"] == "up").then_some(())
+/// Waits until the front-end at `front` says its push channel is `state` (`up`: it
+/// serves from its cache).
+fn wait_push(http: &Http, front: &str, state: &str) {
+    eventually(&format!("the push channel to be {state}"), PATIENCE, || {
+        (cache_health(http, front)["push"] == state).then_some(())
     });
 }
 
@@ -70,6 +71,19 @@ fn cached(http: &Http, front: &str, name: &str) {
     );
 }
 
+/// Starts another front-end of `s`, caching 4 products, that reaches the catalog (its
+/// push channel included) through a [`PushProxy`], once its push channel is up.
+fn behind_a_proxy(s: &mut Stack) -> (PushProxy, String) {
+    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
+    let catalog = proxy.peer();
+    let front = s.start_frontend(move |config| {
+        config.cache_size = 4;
+        config.catalog = catalog;
+    });
+    wait_push(&s.http, &front, "up");
+    (proxy, front)
+}
+
 fn admin_put(http: &Http, base: &str, name: &str, body: &str) -> Value {
     http.put(&format!("{base}/products/{name}"), body, Some(TEST_TOKEN))
         .ok()
@@ -81,7 +95,7 @@ fn health_metrics_and_the_cache_listing_count_hits_misses_and_evictions() {
     let s = stack(3);
     let http = &s.http;
     let front = s.front.as_str();
-    wait_push_up(http, front);
+    wait_push(http, front, "up");
     let start = cache_health(http, front);
     assert_eq!(start["capacity"], 3);
     assert_eq!(start["entries"], 0);
@@ -150,14 +164,9 @@ fn with_the_cache_off_every_query_is_a_miss() {
 #[test]
 fn a_write_through_a_front_end_shows_at_once_in_its_next_answer() {
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
+    let (proxy, front) = behind_a_proxy(&mut s);
     proxy.set_delay(Duration::from_millis(400));
-    let front = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
     let http = &s.http;
-    wait_push_up(http, &front);
 
     cached(http, &front, "P1");
     let quantity = product(http, &front, "P1")["quantity"].as_u64().unwrap();
@@ -184,7 +193,7 @@ fn a_change_through_one_front_end_shows_through_another() {
     let other = s.start_frontend(|config| config.cache_size = 4);
     let http = &s.http;
     let catalog = s.catalog.clone().unwrap();
-    wait_push_up(http, &other);
+    wait_push(http, &other, "up");
     cached(http, &other, "P2");
 
     s.buy_ok("P2", 4);
@@ -203,22 +212,14 @@ fn a_change_through_one_front_end_shows_through_another() {
 #[test]
 fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resubscribes() {
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
-    let front = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
-    let http = &s.http;
-    let catalog = s.catalog.clone().unwrap();
-    wait_push_up(http, &front);
+    let (proxy, front) = behind_a_proxy(&mut s);
+    let (http, catalog) = (&s.http, s.catalog.clone().unwrap());
     cached(http, &front, "P3");
     let subscriptions = proxy.subscriptions();
 
     // Cut mid-stream, and keep it cut: the front-end must not serve what it cached.
     proxy.cut(true);
-    eventually("the front-end to notice the loss", PATIENCE, || {
-        (cache_health(http, &front)["push"] == "down").then_some(())
-    });
+    wait_push(http, &front, "down");
     assert_eq!(cache_health(http, &front)["entries"], 0);
     let changed = admin_put(http, &catalog, "P3", r#"{"price":77.5,"quantity":7}"#);
     for _ in 0..3 {
@@ -229,7 +230,7 @@ fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resu
 
     // Let it back: it subscribes again and serves from its cache, fresh.
     proxy.allow();
-    wait_push_up(http, &front);
+    wait_push(http, &front, "up");
     assert!(proxy.subscriptions() > subscriptions);
     cached(http, &front, "P3");
     assert_eq!(product(http, &front, "P3"), changed);
@@ -246,26 +247,18 @@ fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resu
 #[test]
 fn a_front_end_whose_push_channel_goes_silent_stops_serving_from_its_cache() {
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
-    let front = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
-    let http = &s.http;
-    let catalog = s.catalog.clone().unwrap();
-    wait_push_up(http, &front);
+    let (proxy, front) = behind_a_proxy(&mut s);
+    let (http, catalog) = (&s.http, s.catalog.clone().unwrap());
     cached(http, &front, "P4");
 
     // Held, not closed: only the silence tells.
     proxy.set_delay(Duration::from_secs(3600));
-    eventually("the front-end to notice the silence", PATIENCE, || {
-        (cache_health(http, &front)["push"] == "down").then_some(())
-    });
+    wait_push(http, &front, "down");
     let changed = admin_put(http, &catalog, "P4", r#"{"quantity":44}"#);
     assert_eq!(product(http, &front, "P4"), changed);
 
     proxy.set_delay(Duration::ZERO);
-    wait_push_up(http, &front);
+    wait_push(http, &front, "up");
     cached(http, &front, "P4");
     assert_eq!(product(http, &front, "P4"), changed);
 }
@@ -281,16 +274,12 @@ fn randomized_buys_updates_and_queries_through_two_front_ends_end_equal_to_the_c
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("randomized cache test: seed {seed} (TOYSTORE_SEED={seed} replays it)");
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
-    let second = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
+    let (proxy, second) = behind_a_proxy(&mut s);
     let fronts = [s.front.clone(), second];
     let catalog = s.catalog.clone().unwrap();
     let http = &s.http;
     for front in &fronts {
-        wait_push_up(http, front);
+        wait_push(http, front, "up");
     }
 
     const THREADS: u64 = 4;
@@ -336,7 +325,7 @@ fn randomized_buys_updates_and_queries_through_two_front_ends_end_equal_to_the_c
         .collect();
     let truth_of = |name: &str| &truth.iter().find(|(n, _)| n == name).unwrap().1;
     for front in &fronts {
-        wait_push_up(http, front);
+        wait_push(http, front, "up");
         assert!(
             counter(http, front, "hits") > 0,
             "{front} never answered from its cache"
