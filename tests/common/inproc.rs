@@ -273,6 +273,7 @@ impl Builder {
                 order: order.peer(),
                 peers,
                 admin_token: self.admin_token.clone(),
+                cache_size: frontend::DEFAULT_CACHE_SIZE,
             },
             order,
             catalog,
