@@ -1,4 +1,4 @@
-//! Line charts as SVG, the one kind of picture the evaluation draws.
+//! Line charts and a timeline as SVG, the pictures the evaluation draws.
 //!
 //! SVG keeps text as text, so plotters needs no font files (no `ttf` feature) and
 //! the report's plots stay small and diffable.
@@ -141,6 +141,90 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
     root.present().map_err(|e| draw(&e))
 }
 
+/// A timeline: one row per product, a bar over each stretch of time it was cached.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// Above the plot.
+    pub title: String,
+    /// Under the x axis, with the unit.
+    pub x_label: String,
+    /// The rows, top first.
+    pub rows: Vec<String>,
+    /// `(row, from, to)`: a bar on row `row` from x `from` to x `to`.
+    pub bars: Vec<(usize, f64, f64)>,
+    /// `(x, text)`: a vertical line across every row at x, with its text at the top.
+    pub marks: Vec<(f64, String)>,
+}
+
+/// Units of the y axis per row: bars are drawn from 2 to 8 within their 10, so
+/// that neighbouring rows stay apart, and the row's name sits at 5.
+const ROW: i64 = 10;
+
+/// Draws `timeline` into the SVG file at `path`.
+pub fn timeline_chart(path: &Path, timeline: &Timeline) -> Result<(), String> {
+    let n = timeline.rows.len() as i64;
+    let x_max = timeline
+        .bars
+        .iter()
+        .map(|&(_, _, to)| to)
+        .chain(timeline.marks.iter().map(|&(x, _)| x))
+        .fold(0.0, f64::max);
+    if n == 0 || x_max <= 0.0 {
+        return Err(format!("no data to plot for {:?}", timeline.title));
+    }
+    // The first row at the top: row i spans ROW·(n-1-i) to ROW·(n-i), and the
+    // marks' texts get one more row's height above the last.
+    let y_of = |row: usize| ROW * (n - 1 - row as i64);
+    let ticks: Vec<i64> = (0..n).map(|i| i * ROW + ROW / 2).collect();
+    let height = SIZE.1.max(130 + 28 * n as u32);
+    let root = SVGBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut ctx = ChartBuilder::on(&root)
+        .caption(&timeline.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(110)
+        .build_cartesian_2d(0.0..x_max * 1.01, (0..ROW * (n + 1)).with_key_points(ticks))
+        .map_err(|e| draw(&e))?;
+    let rows = &timeline.rows;
+    let y_format = |y: &i64| {
+        let row = n - 1 - y.div_euclid(ROW);
+        usize::try_from(row)
+            .ok()
+            .and_then(|row| rows.get(row))
+            .cloned()
+            .unwrap_or_default()
+    };
+    ctx.configure_mesh()
+        .x_desc(&timeline.x_label)
+        .y_label_formatter(&y_format)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(|e| draw(&e))?;
+    let top = ROW * (n + 1);
+    ctx.draw_series(
+        timeline.marks.iter().map(|&(x, _)| {
+            PathElement::new(vec![(x, 0), (x, top)], BLACK.mix(0.35).stroke_width(1))
+        }),
+    )
+    .map_err(|e| draw(&e))?;
+    ctx.draw_series(
+        timeline.marks.iter().map(|(x, text)| {
+            Text::new(text.clone(), (*x, top - 2), ("sans-serif", 13).into_font())
+        }),
+    )
+    .map_err(|e| draw(&e))?;
+    ctx.draw_series(timeline.bars.iter().map(|&(row, from, to)| {
+        let color = COLORS[row % COLORS.len()];
+        Rectangle::new([(from, y_of(row) + 2), (to, y_of(row) + 8)], color.filled())
+    }))
+    .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +275,38 @@ mod tests {
             ..chart
         };
         assert!(line_chart(&path, &nothing).is_err());
+    }
+
+    #[test]
+    fn a_timeline_has_a_row_per_product_and_a_bar_per_stretch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.svg");
+        let timeline = Timeline {
+            title: "Cached products".into(),
+            x_label: "seconds".into(),
+            rows: vec!["Tux".into(), "Whale".into(), "Bird".into()],
+            bars: vec![(0, 0.0, 1.0), (0, 1.5, 2.0), (1, 0.5, 2.0)],
+            marks: vec![(0.0, "p = 0".into()), (1.0, "p = 0.5".into())],
+        };
+        timeline_chart(&path, &timeline).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "Cached products",
+            "seconds",
+            "Tux",
+            "Whale",
+            "Bird",
+            "p = 0.5",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        // Three bars, filled: one rect each, besides the background.
+        assert_eq!(svg.matches("<rect").count(), 4, "{svg}");
+        let nothing = Timeline {
+            bars: vec![],
+            marks: vec![],
+            ..timeline
+        };
+        assert!(timeline_chart(&path, &nothing).is_err());
     }
 }
