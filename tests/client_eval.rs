@@ -1,24 +1,44 @@
-//! The client's evaluation (`client eval`) against a spawned stack whose store is one
+//! The client's evaluation (`client eval`) against a spawned stack. With a store of one
 //! toy of one unit: with the restock between points every point has buy latency;
 //! without it the report says which points have none and why, and leaves them out of
-//! the plots. Spawned mode only.
+//! the plots. With a second front-end whose cache is off: the report sets cache on and
+//! off side by side, with hit ratios and the timeline of cached products, and front-ends
+//! that cannot be compared are refused before anything runs. Spawned mode only.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Options, Stack, TEST_TOKEN};
+use common::{Extra, Options, Stack, Svc, TEST_TOKEN};
 
 /// `client eval` against `front` into `out`, with `args` after the sweep's shape.
 fn eval(front: &str, out: &Path, args: &[&str], admin_token: Option<&str>) -> Output {
+    eval_sweep(
+        front,
+        out,
+        &["--ps", "0,1", "--clients-list", "1,2", "--times", "5"],
+        args,
+        admin_token,
+    )
+}
+
+/// `client eval` against `front` into `out` with the sweep `shape`, then `args`.
+fn eval_sweep(
+    front: &str,
+    out: &Path,
+    shape: &[&str],
+    args: &[&str],
+    admin_token: Option<&str>,
+) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_client"));
     command
         .args(["--front", front, "--quiet", "eval", "--out"])
         .arg(out)
-        .args(["--ps", "0,1", "--clients-list", "1,2", "--times", "5"])
+        .args(shape)
         .args(args)
         .env_remove("ADMIN_TOKEN")
+        .env_remove("UNCACHED_FRONT")
         .env_remove("FRONT");
     if let Some(token) = admin_token {
         command.env("ADMIN_TOKEN", token);
@@ -26,8 +46,13 @@ fn eval(front: &str, out: &Path, args: &[&str], admin_token: Option<&str>) -> Ou
     command.output().expect("run client eval")
 }
 
-/// The rows of the report's per-point table, by (clients, p): cell by column name.
+/// The rows of the report's table of every run: cell by column name.
 fn points(report: &str) -> Vec<std::collections::HashMap<String, String>> {
+    table(report, "| clients | p | cache |")
+}
+
+/// The rows of the report's table whose header starts with `header`.
+fn table(report: &str, header: &str) -> Vec<std::collections::HashMap<String, String>> {
     let cells = |line: &str| -> Vec<String> {
         line.trim()
             .trim_matches('|')
@@ -35,10 +60,12 @@ fn points(report: &str) -> Vec<std::collections::HashMap<String, String>> {
             .map(|c| c.trim().to_string())
             .collect()
     };
-    let mut lines = report
-        .lines()
-        .skip_while(|l| !l.starts_with("| clients | p |"));
-    let header = cells(lines.next().expect("the per-point table"));
+    let mut lines = report.lines().skip_while(|l| !l.starts_with(header));
+    let header = cells(
+        lines
+            .next()
+            .unwrap_or_else(|| panic!("no table {header:?}:\n{report}")),
+    );
     lines
         .skip(1)
         .take_while(|l| l.starts_with('|'))
@@ -82,7 +109,7 @@ fn eval_restocks_so_every_point_that_buys_has_buy_latency() {
         }
     }
     assert!(
-        report.contains("2 of 4 points lack query or buy latency"),
+        report.contains("2 of 4 runs lack query or buy latency"),
         "{report}"
     );
     assert!(
@@ -128,7 +155,7 @@ fn eval_without_restock_says_which_points_have_no_buys() {
         "{report}"
     );
     assert!(
-        report.contains("3 of 4 points lack query or buy latency"),
+        report.contains("3 of 4 runs lack query or buy latency"),
         "{report}"
     );
     assert!(
@@ -137,4 +164,188 @@ fn eval_without_restock_says_which_points_have_no_buys() {
         ),
         "{report}"
     );
+}
+
+/// Six toys, more than a small cache holds.
+const SIX_TOYS: &str = "1 Tux 25.99 100\n2 Whale 34.99 100\n3 Elephant 29.99 100\n\
+                        4 Bird 39.99 100\n5 Lego 9.99 100\n6 Kite 14.99 100\n";
+
+/// Another front-end on `s`'s catalog and order service, with `envs`.
+fn second_front(s: &Stack, envs: &[(&str, &str)]) -> Extra {
+    let (catalog, order) = (s.catalog.as_deref().unwrap(), s.order.as_deref().unwrap());
+    Extra::start(
+        Svc::Frontend,
+        &["--catalog", catalog, "--order", order],
+        envs,
+    )
+}
+
+/// Issue 13: the lab's Part 4 compares the cache on and off, with hit ratios and a
+/// picture of what was cached when.
+#[test]
+fn eval_sets_cache_on_and_off_side_by_side_with_a_timeline() {
+    let Some(s) = Stack::spawned_only_with(
+        "eval_sets_cache_on_and_off_side_by_side_with_a_timeline",
+        Options {
+            seed: Some(SIX_TOYS.into()),
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let cached = second_front(&s, &[("CACHE_SIZE", "3")]);
+    let uncached = second_front(&s, &[("CACHE_SIZE", "0")]);
+    let out = tempfile::tempdir().unwrap();
+    let run = eval_sweep(
+        cached.url(),
+        out.path(),
+        &["--ps", "0,0.5", "--clients-list", "2", "--times", "30"],
+        &["--uncached-front", uncached.url()],
+        Some(TEST_TOKEN),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(report.contains("(cache capacity 3)"), "{report}");
+    assert!(report.contains("(cache capacity 0)"), "{report}");
+
+    let side_by_side = table(&report, "| clients | p | query p50 ms on |");
+    let ps: Vec<&str> = side_by_side.iter().map(|r| r["p"].as_str()).collect();
+    assert_eq!(ps, ["0", "0.5"], "{report}");
+    for row in &side_by_side {
+        for column in [
+            "query p50 ms on",
+            "query p50 ms off",
+            "query p99 ms on",
+            "query p99 ms off",
+        ] {
+            assert_ne!(row[column], "-", "{column}: {row:?}\n{report}");
+        }
+        // 60 queries over six toys and three places: some must hit, some miss.
+        let ratio: f64 = row["hit ratio"]
+            .trim_end_matches(" %")
+            .parse()
+            .unwrap_or_else(|_| panic!("hit ratio {:?}\n{report}", row["hit ratio"]));
+        assert!(ratio > 0.0 && ratio < 100.0, "{row:?}\n{report}");
+    }
+    assert_ne!(side_by_side[1]["buy p50 ms on"], "-", "{report}");
+    assert_ne!(side_by_side[1]["buy p50 ms off"], "-", "{report}");
+
+    let runs = points(&report);
+    let sides: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r["p"].as_str(), r["cache"].as_str()))
+        .collect();
+    assert_eq!(
+        sides,
+        [
+            ("0", "cache on"),
+            ("0", "cache off"),
+            ("0.5", "cache on"),
+            ("0.5", "cache off")
+        ],
+        "{report}"
+    );
+    for row in &runs {
+        assert_eq!(row["failed"], "0", "{row:?}\n{report}");
+        // The hit ratio is the cached front-end's alone.
+        assert_eq!(
+            row["hit ratio"] == "-",
+            row["cache"] == "cache off",
+            "{row:?}"
+        );
+    }
+
+    let svg = |file: &str| std::fs::read_to_string(out.path().join(file)).unwrap();
+    let latency = svg("query_latency_vs_p.svg");
+    for label in [
+        "cache on p50",
+        "cache off p50",
+        "cache on p99",
+        "cache off p99",
+    ] {
+        assert!(
+            latency.contains(label),
+            "{label} missing from the query plot"
+        );
+    }
+    assert!(svg("hit_ratio_vs_p.svg").contains("hit ratio"));
+    // A row per toy, a bar for each stretch a toy was cached, a mark per cached run.
+    let timeline = svg("cache_timeline.svg");
+    for text in ["Tux", "Kite", "p = 0", "p = 0.5"] {
+        assert!(timeline.contains(text), "{text} missing from the timeline");
+    }
+    assert!(
+        timeline.matches("<rect").count() > 1,
+        "no bar in the timeline"
+    );
+    assert!(
+        report.contains("![Products in the cache over time"),
+        "{report}"
+    );
+    let contents = table(&report, "| run | reads of GET /cache |");
+    assert_eq!(contents.len(), 2, "{report}");
+    for row in contents {
+        let seen: usize = row["products seen cached"].parse().unwrap();
+        assert!((1..=6).contains(&seen), "{row:?}");
+    }
+}
+
+/// Front-ends that cannot be compared are refused with a sentence that says why,
+/// before anything is measured or written.
+#[test]
+fn eval_refuses_front_ends_it_cannot_compare() {
+    let Some(s) = Stack::spawned_only("eval_refuses_front_ends_it_cannot_compare") else {
+        return;
+    };
+    let cached = second_front(&s, &[("CACHE_SIZE", "2")]);
+    let uncached = second_front(&s, &[("CACHE_SIZE", "0")]);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            uncached.url(),
+            cached.url(),
+            &["cache capacity 0", "swap --front and --uncached-front"],
+        ),
+        (cached.url(), cached.url(), &["both", "--cache-size 0"]),
+        (
+            cached.url(),
+            s.front.as_str(),
+            &["--uncached-front", "caches up to"],
+        ),
+        (cached.url(), closed.as_str(), &["cannot reach", &closed]),
+    ];
+    for (front, other, says) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let run = eval_sweep(
+            front,
+            out.path(),
+            &["--ps", "0", "--times", "1"],
+            &["--uncached-front", other],
+            Some(TEST_TOKEN),
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{front} vs {other}: {stderr}");
+        for part in *says {
+            assert!(stderr.contains(part), "{part:?} missing: {stderr}");
+        }
+        assert!(!out.path().join("report.md").exists(), "{front} vs {other}");
+    }
+    // Bad flags: usage errors (2) naming the flag.
+    for bad in [
+        &["--uncached-front", "https://x:1"][..],
+        &["--clients-list", "0"],
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let run = eval_sweep(cached.url(), out.path(), bad, &[], Some(TEST_TOKEN));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
+    }
 }
