@@ -242,6 +242,10 @@ pub struct FrontendArgs {
     /// Token that `PUT /products/{name}` must carry; unset disables admin updates.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Products kept in memory (least recently used evicted first), kept fresh by the
+    /// catalog's push channel; 0 turns the cache off.
+    #[arg(long, env = "CACHE_SIZE", default_value_t = frontend::DEFAULT_CACHE_SIZE)]
+    pub cache_size: usize,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -345,6 +349,7 @@ impl ServiceArgs for FrontendArgs {
             catalog: self.catalog,
             order: self.order,
             admin_token: self.admin_token,
+            cache_size: self.cache_size,
         })
     }
 }

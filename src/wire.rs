@@ -243,6 +243,49 @@ pub struct CatalogBuys {
     pub buys: Vec<CatalogBuy>,
 }
 
+/// The media type of the catalog's change stream (`GET /changes`): one JSON object a line.
+pub const CHANGES_CONTENT_TYPE: &str = "application/x-ndjson";
+
+/// One line of the catalog's change stream (`GET /changes`, see `docs/internal-api.md`).
+/// `seq` numbers the catalog's changes: each change line is one above the line before,
+/// so a gap means a lost line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChangeLine {
+    /// The first line: every change up to `seq` is already visible to readers; `epoch`
+    /// (16 hex digits) is new each time the catalog starts, and `seq` may restart with it.
+    Hello {
+        /// The catalog's change sequence at subscription.
+        seq: u64,
+        /// This catalog process's random id.
+        epoch: String,
+    },
+    /// A change, sent once it is visible: the new state of every product it changed.
+    Change {
+        /// One above the line before.
+        seq: u64,
+        /// Each changed product as `GET /products/{name}` now shows it.
+        products: Vec<ProductView>,
+    },
+    /// Nothing happened: `seq` is the last one sent. Comes whenever nothing else was sent
+    /// for a heartbeat period (at most 200 ms).
+    Heartbeat {
+        /// The last seq sent.
+        seq: u64,
+    },
+}
+
+impl ChangeLine {
+    /// The line's seq, whichever kind it is.
+    pub fn seq(&self) -> u64 {
+        match self {
+            ChangeLine::Hello { seq, .. }
+            | ChangeLine::Change { seq, .. }
+            | ChangeLine::Heartbeat { seq } => *seq,
+        }
+    }
+}
+
 /// One order of `POST /orders/batch` on the order service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {

@@ -1,6 +1,6 @@
 //! The admin update `PUT /products/{name}`: authorisation, validation, effect.
 //!
-//! The success cases need the token: spawned stacks have it; in external mode they
+//! The success cases need the token: fresh stacks have it; in external mode they
 //! run only when `ADMIN_TOKEN` is set. Every test restores what it changed.
 
 mod common;

@@ -2,7 +2,7 @@
 //! catalog's `POST /lookup` and `POST /buys`, the order service's `POST /orders/batch`.
 //! Every item gets its own outcome, as if it had been a request of its own; a bad item
 //! changes nothing and does not spoil the others; a malformed batch is a 400 that
-//! changes nothing. Spawned mode only (the backends are not published in external mode).
+//! changes nothing. Fresh stacks only (the backends are not published in external mode).
 
 mod common;
 
@@ -27,7 +27,7 @@ fn item_error(item: &Value, code: u16, message: &str) {
 
 #[test]
 fn catalog_lookup_answers_each_name_in_order() {
-    let Some(s) = Stack::spawned_only("catalog_lookup_answers_each_name_in_order") else {
+    let Some(s) = Stack::fresh("catalog_lookup_answers_each_name_in_order") else {
         return;
     };
     let cat = s.catalog.clone().unwrap();
@@ -48,8 +48,7 @@ fn catalog_lookup_answers_each_name_in_order() {
 
 #[test]
 fn catalog_buys_batch_gives_each_buy_its_own_outcome_once() {
-    let Some(s) = Stack::spawned_only("catalog_buys_batch_gives_each_buy_its_own_outcome_once")
-    else {
+    let Some(s) = Stack::fresh("catalog_buys_batch_gives_each_buy_its_own_outcome_once") else {
         return;
     };
     let url = format!("{}/buys", s.catalog.clone().unwrap());
@@ -85,7 +84,7 @@ fn catalog_buys_batch_gives_each_buy_its_own_outcome_once() {
 
 #[test]
 fn a_late_duplicate_of_a_settled_buy_takes_nothing() {
-    let Some(s) = Stack::spawned_only("a_late_duplicate_of_a_settled_buy_takes_nothing") else {
+    let Some(s) = Stack::fresh("a_late_duplicate_of_a_settled_buy_takes_nothing") else {
         return;
     };
     let url = format!("{}/buys", s.catalog.clone().unwrap());
@@ -108,7 +107,7 @@ fn a_late_duplicate_of_a_settled_buy_takes_nothing() {
 
 #[test]
 fn order_batch_places_each_order_with_its_own_outcome() {
-    let Some(s) = Stack::spawned_only("order_batch_places_each_order_with_its_own_outcome") else {
+    let Some(s) = Stack::fresh("order_batch_places_each_order_with_its_own_outcome") else {
         return;
     };
     let url = format!("{}/orders/batch", s.order.clone().unwrap());
@@ -160,7 +159,7 @@ fn order_batch_places_each_order_with_its_own_outcome() {
 
 #[test]
 fn malformed_batches_are_400_and_change_nothing() {
-    let Some(s) = Stack::spawned_only("malformed_batches_are_400_and_change_nothing") else {
+    let Some(s) = Stack::fresh("malformed_batches_are_400_and_change_nothing") else {
         return;
     };
     let (cat, ord) = (s.catalog.clone().unwrap(), s.order.clone().unwrap());
@@ -202,7 +201,7 @@ fn malformed_batches_are_400_and_change_nothing() {
 /// lookups, and each still gets its own product.
 #[test]
 fn concurrent_queries_share_catalog_calls() {
-    let Some(s) = Stack::spawned_only("concurrent_queries_share_catalog_calls") else {
+    let Some(s) = Stack::fresh("concurrent_queries_share_catalog_calls") else {
         return;
     };
     const THREADS: usize = 24;

@@ -1,16 +1,17 @@
-//! The client's evaluation (`client eval`) against a spawned stack. With a store of one
+//! The client's evaluation (`client eval`) against a fresh stack. With a store of one
 //! toy of one unit: with the restock between points every point has buy latency;
 //! without it the report says which points have none and why, and leaves them out of
 //! the plots. With a second front-end whose cache is off: the report sets cache on and
 //! off side by side, with hit ratios and the timeline of cached products, and front-ends
-//! that cannot be compared are refused before anything runs. Spawned mode only.
+//! that cannot be compared are refused before anything runs. The client runs as a
+//! process (its command line is the point), the stack in this one. Fresh stacks only.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Extra, Options, Stack, Svc, TEST_TOKEN};
+use common::{Stack, TEST_TOKEN};
 
 /// `client eval` against `front` into `out`, with `args` after the sweep's shape.
 fn eval(front: &str, out: &Path, args: &[&str], admin_token: Option<&str>) -> Output {
@@ -74,13 +75,7 @@ fn table(report: &str, header: &str) -> Vec<std::collections::HashMap<String, St
 }
 
 fn one_unit_store(test: &str) -> Option<Stack> {
-    Stack::spawned_only_with(
-        test,
-        Options {
-            seed: Some("1 Tux 25.99 1\n".into()),
-            ..Default::default()
-        },
-    )
+    Stack::in_process().seed("1 Tux 25.99 1\n").fresh(test)
 }
 
 /// Issue 12: `client eval --out eval/` sold the store out in the first points, and
@@ -170,37 +165,24 @@ fn eval_without_restock_says_which_points_have_no_buys() {
 const SIX_TOYS: &str = "1 Tux 25.99 100\n2 Whale 34.99 100\n3 Elephant 29.99 100\n\
                         4 Bird 39.99 100\n5 Lego 9.99 100\n6 Kite 14.99 100\n";
 
-/// Another front-end on `s`'s catalog and order service, with `envs`.
-fn second_front(s: &Stack, envs: &[(&str, &str)]) -> Extra {
-    let (catalog, order) = (s.catalog.as_deref().unwrap(), s.order.as_deref().unwrap());
-    Extra::start(
-        Svc::Frontend,
-        &["--catalog", catalog, "--order", order],
-        envs,
-    )
-}
-
 /// Issue 13: the lab's Part 4 compares the cache on and off, with hit ratios and a
 /// picture of what was cached when.
 #[test]
 fn eval_sets_cache_on_and_off_side_by_side_with_a_timeline() {
-    let Some(s) = Stack::spawned_only_with(
-        "eval_sets_cache_on_and_off_side_by_side_with_a_timeline",
-        Options {
-            seed: Some(SIX_TOYS.into()),
-            ..Default::default()
-        },
-    ) else {
+    let Some(mut s) = Stack::in_process()
+        .seed(SIX_TOYS)
+        .fresh("eval_sets_cache_on_and_off_side_by_side_with_a_timeline")
+    else {
         return;
     };
-    let cached = second_front(&s, &[("CACHE_SIZE", "3")]);
-    let uncached = second_front(&s, &[("CACHE_SIZE", "0")]);
+    let cached = s.start_frontend(|config| config.cache_size = 3);
+    let uncached = s.start_frontend(|config| config.cache_size = 0);
     let out = tempfile::tempdir().unwrap();
     let run = eval_sweep(
-        cached.url(),
+        cached.as_str(),
         out.path(),
         &["--ps", "0,0.5", "--clients-list", "2", "--times", "30"],
-        &["--uncached-front", uncached.url()],
+        &["--uncached-front", uncached.as_str()],
         Some(TEST_TOKEN),
     );
     assert!(
@@ -298,28 +280,32 @@ fn eval_sets_cache_on_and_off_side_by_side_with_a_timeline() {
 /// before anything is measured or written.
 #[test]
 fn eval_refuses_front_ends_it_cannot_compare() {
-    let Some(s) = Stack::spawned_only("eval_refuses_front_ends_it_cannot_compare") else {
+    let Some(mut s) = Stack::in_process().fresh("eval_refuses_front_ends_it_cannot_compare") else {
         return;
     };
-    let cached = second_front(&s, &[("CACHE_SIZE", "2")]);
-    let uncached = second_front(&s, &[("CACHE_SIZE", "0")]);
+    let cached = s.start_frontend(|config| config.cache_size = 2);
+    let uncached = s.start_frontend(|config| config.cache_size = 0);
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
     };
     let cases: &[(&str, &str, &[&str])] = &[
         (
-            uncached.url(),
-            cached.url(),
+            uncached.as_str(),
+            cached.as_str(),
             &["cache capacity 0", "swap --front and --uncached-front"],
         ),
-        (cached.url(), cached.url(), &["both", "--cache-size 0"]),
         (
-            cached.url(),
+            cached.as_str(),
+            cached.as_str(),
+            &["both", "--cache-size 0"],
+        ),
+        (
+            cached.as_str(),
             s.front.as_str(),
             &["--uncached-front", "caches up to"],
         ),
-        (cached.url(), closed.as_str(), &["cannot reach", &closed]),
+        (cached.as_str(), closed.as_str(), &["cannot reach", &closed]),
     ];
     for (front, other, says) in cases {
         let out = tempfile::tempdir().unwrap();
@@ -343,7 +329,7 @@ fn eval_refuses_front_ends_it_cannot_compare() {
         &["--clients-list", "0"],
     ] {
         let out = tempfile::tempdir().unwrap();
-        let run = eval_sweep(cached.url(), out.path(), bad, &[], Some(TEST_TOKEN));
+        let run = eval_sweep(cached.as_str(), out.path(), bad, &[], Some(TEST_TOKEN));
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{bad:?}: {stderr}");
         assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");

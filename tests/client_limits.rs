@@ -2,11 +2,12 @@
 //! sends never fails another client's requests, never marks a peer down, never holds a
 //! worker while it does not read, and never costs time beyond the contract's bounds.
 //!
-//! Spawned stacks only: most tests need a front-end with its own flags or a fake peer.
+//! Fresh stacks only: most tests need a front-end with its own flags (spawned) or a fake
+//! peer.
 
 mod common;
 
-use common::{connect, read_response, Extra, Http, Metrics, Options, Resp, Stack, Svc};
+use common::{connect, read_response, Extra, Http, Metrics, Resp, Stack, Svc};
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
@@ -26,15 +27,11 @@ fn long_names() -> Vec<String> {
     ]
 }
 
-fn spawned(test: &str) -> Option<Stack> {
-    Stack::spawned_only_with(test, Options::default())
-}
-
 /// Finding 4: names whose encoded form exceeded the backend client's 16 KiB buffer gave
 /// 503 and flipped the front-end's `/health` to `"catalog":"down"`.
 #[test]
 fn long_names_are_not_found_and_leave_the_catalog_up() {
-    let Some(s) = spawned("long_names_are_not_found_and_leave_the_catalog_up") else {
+    let Some(s) = Stack::fresh("long_names_are_not_found_and_leave_the_catalog_up") else {
         return;
     };
     for name in long_names() {
@@ -62,7 +59,7 @@ fn long_names_are_not_found_and_leave_the_catalog_up() {
 /// 413 and 503. Normal clients beside poisoners must see nothing of it.
 #[test]
 fn poisoned_names_do_not_fail_other_clients() {
-    let Some(s) = spawned("poisoned_names_do_not_fail_other_clients") else {
+    let Some(s) = Stack::fresh("poisoned_names_do_not_fail_other_clients") else {
         return;
     };
     let product = s.product_with_stock("Whale", 100);
@@ -318,7 +315,7 @@ fn chunk_extensions_count_toward_the_body_limit() {
 /// and `-0.0` as a price.
 #[test]
 fn strict_paths_numbers_and_prices() {
-    let Some(s) = spawned("strict_paths_numbers_and_prices") else {
+    let Some(s) = Stack::fresh("strict_paths_numbers_and_prices") else {
         return;
     };
     s.get("//products/Tux").err(404, None);

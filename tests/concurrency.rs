@@ -1,7 +1,7 @@
 //! Concurrent buyers never oversell, and order numbers stay unique and contiguous.
 //!
 //! Stock is set through the admin API (so this runs in external mode too when
-//! `ADMIN_TOKEN` is known); on a spawned stack the numbers must be exactly 0..k-1.
+//! `ADMIN_TOKEN` is known); on a fresh stack the numbers must be exactly 0..k-1.
 
 mod common;
 
@@ -56,13 +56,13 @@ fn storm(s: &Stack, items: &[(&str, u64)], per_thread: usize) -> Storm {
     }
 }
 
-/// Numbers are distinct and contiguous; on a spawned stack they start at 0.
+/// Numbers are distinct and contiguous; on a fresh stack they start at 0.
 #[track_caller]
 fn assert_numbering(s: &Stack, won: &[(u64, String, u64)]) {
     let mut numbers: Vec<u64> = won.iter().map(|w| w.0).collect();
     numbers.sort_unstable();
     let first = numbers.first().copied().unwrap_or(0);
-    if s.is_spawned() {
+    if s.is_fresh() {
         assert_eq!(first, 0, "a fresh stack numbers from 0");
     }
     let want: Vec<u64> = (first..first + numbers.len() as u64).collect();
@@ -71,7 +71,7 @@ fn assert_numbering(s: &Stack, won: &[(u64, String, u64)]) {
 
 fn needs_token(s: &Stack, test: &str) -> bool {
     if s.token.is_none() {
-        common::skip(test, "needs a spawned stack or ADMIN_TOKEN");
+        common::skip(test, "needs a fresh stack or ADMIN_TOKEN");
         return false;
     }
     true
@@ -119,7 +119,7 @@ fn thirty_two_buyers_never_oversell() {
         let r = s.get(&format!("/orders/{n}"));
         assert_eq!(r.ok(), &json!({"number": n, "name": name, "quantity": q}));
     }
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         s.admin_put("Tux", r#"{"quantity":80}"#).ok();
     }
 }
@@ -141,7 +141,7 @@ fn buyers_of_three_never_oversell() {
     assert_eq!(s.stock("Whale"), stock % 3);
     assert_eq!(storm.out_of_stock, THREADS * 2 - k as usize);
     assert_numbering(&s, &storm.won);
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         s.admin_put("Whale", r#"{"quantity":100}"#).ok();
     }
 }
@@ -177,7 +177,7 @@ fn mixed_buyers_account_for_every_unit() {
         let r = s.get(&format!("/orders/{n}"));
         assert_eq!(r.ok(), &json!({"number": n, "name": name, "quantity": q}));
     }
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         for name in start.keys() {
             s.admin_put(name, r#"{"quantity":100}"#).ok();
         }

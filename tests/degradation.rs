@@ -1,6 +1,7 @@
 //! A backend down or too slow: the front-end answers 503/504 with the envelope, fast,
 //! and the other backend's routes keep working; after a restart everything works
-//! again. Needs process control, so spawned mode only.
+//! again. Killing and restarting needs process control (spawned services); a peer
+//! that never answers or fails late is a fake one given to an in-process stack.
 
 mod common;
 
@@ -9,7 +10,8 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, order_number, Metrics, Options, Resp, Stack, Svc};
+use common::{eventually, order_number, Metrics, Resp, Stack, Svc};
+use toystore::peer::PeerAddr;
 
 /// Runs `f`, asserts it answered 503 or 504 with the envelope within `bound`.
 #[track_caller]
@@ -160,7 +162,7 @@ fn frontend_starts_while_backends_are_down() {
 }
 
 /// A "catalog" that accepts connections and never answers.
-fn black_hole() -> String {
+fn black_hole() -> PeerAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     thread::spawn(move || {
@@ -176,12 +178,12 @@ fn black_hole() -> String {
             held.push(c);
         }
     });
-    format!("http://{addr}")
+    peer(addr)
 }
 
 /// A "catalog" that reads each request and closes the connection `after`, unanswered:
 /// the failure a vanished peer reports late (no reply, then a reset).
-fn late_dropper(after: Duration) -> String {
+fn late_dropper(after: Duration) -> PeerAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     thread::spawn(move || {
@@ -194,18 +196,20 @@ fn late_dropper(after: Duration) -> String {
             });
         }
     });
-    format!("http://{addr}")
+    peer(addr)
+}
+
+fn peer(addr: std::net::SocketAddr) -> PeerAddr {
+    PeerAddr::parse(&format!("http://{addr}"), addr.port()).unwrap()
 }
 
 #[test]
 fn a_call_that_fails_late_is_not_retried_past_its_timeout() {
-    let Some(s) = Stack::spawned_only_with(
-        "a_call_that_fails_late_is_not_retried_past_its_timeout",
-        Options {
-            frontend_catalog: Some(late_dropper(Duration::from_millis(2500))),
-            ..Options::default()
-        },
-    ) else {
+    let catalog = late_dropper(Duration::from_millis(2500));
+    let Some(s) = Stack::in_process()
+        .frontend(|config| config.catalog = catalog)
+        .fresh("a_call_that_fails_late_is_not_retried_past_its_timeout")
+    else {
         return;
     };
     // The backend timeout is 4 s. Retried (a GET may be), each attempt would fail after
@@ -218,13 +222,11 @@ fn a_call_that_fails_late_is_not_retried_past_its_timeout() {
 
 #[test]
 fn catalog_that_never_answers_times_out() {
-    let Some(s) = Stack::spawned_only_with(
-        "catalog_that_never_answers_times_out",
-        Options {
-            frontend_catalog: Some(black_hole()),
-            ..Options::default()
-        },
-    ) else {
+    let catalog = black_hole();
+    let Some(s) = Stack::in_process()
+        .frontend(|config| config.catalog = catalog)
+        .fresh("catalog_that_never_answers_times_out")
+    else {
         return;
     };
     // The contract: a backend call that gets no answer fails within 5 s. Slack for a
@@ -244,13 +246,11 @@ fn catalog_that_never_answers_times_out() {
 
 #[test]
 fn order_service_with_a_catalog_that_never_answers() {
-    let Some(s) = Stack::spawned_only_with(
-        "order_service_with_a_catalog_that_never_answers",
-        Options {
-            order_catalog: Some(black_hole()),
-            ..Options::default()
-        },
-    ) else {
+    let catalog = black_hole();
+    let Some(s) = Stack::in_process()
+        .order(|config| config.catalog = catalog)
+        .fresh("order_service_with_a_catalog_that_never_answers")
+    else {
         return;
     };
     fails_fast("POST /orders", Duration::from_secs(9), || s.buy("Tux", 1));
@@ -264,13 +264,11 @@ fn a_flood_on_a_silent_catalog_does_not_starve_order_routes() {
     // The contract: a slow backend fails within 5 s, and the other backend's routes
     // keep working. Many clients waiting on a silent catalog must not take every
     // front-end worker from the order routes.
-    let Some(s) = Stack::spawned_only_with(
-        "a_flood_on_a_silent_catalog_does_not_starve_order_routes",
-        Options {
-            frontend_catalog: Some(black_hole()),
-            ..Options::default()
-        },
-    ) else {
+    let catalog = black_hole();
+    let Some(s) = Stack::in_process()
+        .frontend(|config| config.catalog = catalog)
+        .fresh("a_flood_on_a_silent_catalog_does_not_starve_order_routes")
+    else {
         return;
     };
     let n = s.buy_ok("Tux", 1);

@@ -326,64 +326,12 @@ fn crash_under_load(test: &str, victims: &[Svc], graceful: bool, rounds: usize) 
     check_after_crash(&s, test, &acked);
 }
 
-/// Every acknowledged order readable as acknowledged, numbers unique, and
-/// seed − current = sum of readable orders per product (polled: recovery may need a
-/// moment to reconcile with the other service).
+/// The books after a crash ([`Stack::check_books_of`] against [`BIG_SEED`], polled:
+/// recovery may need a moment to reconcile with the other service), and no number
+/// reused.
 fn check_after_crash(s: &Stack, test: &str, acked: &[(u64, String, u64)]) {
-    let mut numbers: Vec<u64> = acked.iter().map(|a| a.0).collect();
-    numbers.sort_unstable();
-    numbers.dedup();
-    assert_eq!(
-        numbers.len(),
-        acked.len(),
-        "an order number was given twice"
-    );
-    for (n, name, q) in acked {
-        let r = s.get(&format!("/orders/{n}"));
-        assert_eq!(
-            r.ok(),
-            &json!({"number": n, "name": name, "quantity": q}),
-            "acknowledged order {n} after the crash: {r:?}"
-        );
-    }
-    let max_acked = *numbers.last().unwrap();
-    let mut last = String::new();
-    let readable = eventually(
-        "the stock invariant after the crash",
-        Duration::from_secs(20),
-        || {
-            let mut sums: HashMap<String, u64> = HashMap::new();
-            let mut readable = Vec::new();
-            for n in 0..=max_acked + 64 {
-                let r = s.get(&format!("/orders/{n}"));
-                match r.status {
-                    200 => {
-                        let d = r.ok();
-                        assert_eq!(d["number"], n, "{r:?}");
-                        let name = d["name"].as_str().unwrap().to_string();
-                        *sums.entry(name).or_default() += d["quantity"].as_u64().unwrap();
-                        readable.push(n);
-                    }
-                    _ => r.err(404, Some("order not found")),
-                }
-            }
-            let stock = table(s);
-            let mut ok = true;
-            last.clear();
-            for (name, seeded) in BIG_SEED {
-                let now = stock[*name].1;
-                let sold = sums.get(*name).copied().unwrap_or(0);
-                if seeded - now != sold {
-                    ok = false;
-                }
-                last.push_str(&format!("{name}: seed {seeded} now {now} orders {sold}; "));
-            }
-            if !ok {
-                eprintln!("{test}: not yet: {last}");
-            }
-            ok.then_some(readable)
-        },
-    );
+    let readable = s.check_books_of(acked, test, BIG_SEED, Duration::from_secs(20));
+    let max_acked = acked.iter().map(|a| a.0).max().unwrap();
     eprintln!(
         "{test}: {} acknowledged, {} readable up to {:?}, last acknowledged {max_acked}",
         acked.len(),

@@ -1,7 +1,7 @@
 //! The internal APIs between services, as INTERFACE.md and the README fix them: the catalog's
 //! `POST /buy` (idempotent by `buy_id`, the base of crash recovery), its admin `PUT`,
-//! and the order service's own routes. Spawned mode only (the backends are not
-//! published in external mode).
+//! and the order service's own routes. Fresh stacks only (the backends are not
+//! published in external mode); the request id in the logs needs spawned services.
 
 mod common;
 
@@ -10,7 +10,7 @@ use serde_json::json;
 
 #[test]
 fn catalog_buy_is_idempotent_by_buy_id() {
-    let Some(s) = Stack::spawned_only("catalog_buy_is_idempotent_by_buy_id") else {
+    let Some(s) = Stack::fresh("catalog_buy_is_idempotent_by_buy_id") else {
         return;
     };
     let cat = s.catalog.clone().unwrap();
@@ -54,7 +54,7 @@ fn catalog_buy_is_idempotent_by_buy_id() {
 /// (INTERFACE.md first said `{"data":{"applied":true}}`; the README supersedes it).
 #[test]
 fn catalog_buy_reply_shape_matches_readme() {
-    let Some(s) = Stack::spawned_only("catalog_buy_reply_shape_matches_readme") else {
+    let Some(s) = Stack::fresh("catalog_buy_reply_shape_matches_readme") else {
         return;
     };
     let r = Http::default().post(
@@ -66,7 +66,7 @@ fn catalog_buy_reply_shape_matches_readme() {
 
 #[test]
 fn catalog_admin_put_needs_the_token() {
-    let Some(s) = Stack::spawned_only("catalog_admin_put_needs_the_token") else {
+    let Some(s) = Stack::fresh("catalog_admin_put_needs_the_token") else {
         return;
     };
     let url = format!("{}/products/Bird", s.catalog.as_deref().unwrap());
@@ -81,7 +81,7 @@ fn catalog_admin_put_needs_the_token() {
 
 #[test]
 fn order_service_routes() {
-    let Some(s) = Stack::spawned_only("order_service_routes") else {
+    let Some(s) = Stack::fresh("order_service_routes") else {
         return;
     };
     let ord = s.order.clone().unwrap();

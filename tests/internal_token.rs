@@ -2,56 +2,29 @@
 //! (on the catalog and the order service, everything but `/health` and `/metrics`)
 //! answers 401 without it and 403 with a wrong one, in the envelope, and changes
 //! nothing; the services send it to each other, so the stack works end to end; the
-//! catalog's admin update takes the admin token or the internal one. Spawned mode only.
+//! catalog's admin update takes the admin token or the internal one. Fresh stacks only.
 
 mod common;
 
-use common::{Extra, Http, Resp, Svc, TEST_TOKEN};
+use common::{Http, Resp, Stack, TEST_TOKEN};
 use serde_json::json;
 
 const TOKEN: &str = "internal-token-for-tests-8c1e";
 
-/// Catalog, order service and front-end sharing `TOKEN` (and the harness's admin token).
-struct Guarded {
-    catalog: Extra,
-    order: Extra,
-    front: Extra,
-    _data: tempfile::TempDir,
+/// Catalog, order service and front-end sharing `TOKEN` (and the harness's admin
+/// token); `None` (after saying so) in external mode, where the backends are not ours.
+fn guarded(test: &str) -> Option<Stack> {
+    Stack::in_process().internal_token(TOKEN).fresh(test)
 }
 
-impl Guarded {
-    /// `None` (after saying so) in external mode, where the backends are not ours.
-    fn start(test: &str) -> Option<Guarded> {
-        if common::skip_when_external(test) {
-            return None;
-        }
-        let data = tempfile::tempdir().unwrap();
-        let dir = |name: &str| data.path().join(name).to_str().unwrap().to_string();
-        let env = [("INTERNAL_TOKEN", TOKEN), ("RESTOCK_PERIOD_MS", "0")];
-        let catalog = Extra::start(Svc::Catalog, &["--data-dir", &dir("catalog")], &env);
-        let order = Extra::start(
-            Svc::Order,
-            &["--data-dir", &dir("order"), "--catalog", catalog.url()],
-            &env,
-        );
-        let front = Extra::start(
-            Svc::Frontend,
-            &["--catalog", catalog.url(), "--order", order.url()],
-            &env,
-        );
-        Some(Guarded {
-            catalog,
-            order,
-            front,
-            _data: data,
-        })
-    }
+/// Tux's stock as the catalog has it (asked with the token).
+fn stock(s: &Stack) -> u64 {
+    let r = call("GET", catalog(s), "/products/Tux", Some(TOKEN));
+    r.ok()["quantity"].as_u64().unwrap()
+}
 
-    /// Tux's stock as the catalog has it (asked with the token).
-    fn stock(&self) -> u64 {
-        let r = call("GET", self.catalog.url(), "/products/Tux", Some(TOKEN));
-        r.ok()["quantity"].as_u64().unwrap()
-    }
+fn catalog(s: &Stack) -> &str {
+    s.catalog.as_deref().unwrap()
 }
 
 /// `method base+path` with `Authorization: Bearer token` when given, and a JSON body
@@ -75,12 +48,11 @@ fn call(method: &str, base: &str, path: &str, token: Option<&str>) -> Resp {
 
 #[test]
 fn internal_routes_refuse_calls_without_the_token_and_change_nothing() {
-    let Some(s) =
-        Guarded::start("internal_routes_refuse_calls_without_the_token_and_change_nothing")
+    let Some(s) = guarded("internal_routes_refuse_calls_without_the_token_and_change_nothing")
     else {
         return;
     };
-    let (catalog, order) = (s.catalog.url(), s.order.url());
+    let (catalog, order) = (catalog(&s), s.order.as_deref().unwrap());
     let internal = [
         ("GET", catalog, "/products"),
         ("GET", catalog, "/products/Tux"),
@@ -102,32 +74,32 @@ fn internal_routes_refuse_calls_without_the_token_and_change_nothing() {
         // The admin token is no internal token.
         call(method, base, path, Some(TEST_TOKEN)).err(403, None);
     }
-    assert_eq!(s.stock(), 80, "a refused call changed the stock");
+    assert_eq!(stock(&s), 80, "a refused call changed the stock");
     // Public everywhere: /health and /metrics.
-    for base in [catalog, order, s.front.url()] {
+    for base in [catalog, order, &s.front] {
         for path in ["/health", "/metrics"] {
             let r = Http::default().get(&format!("{base}{path}"));
             assert_eq!(r.status, 200, "{base}{path}: {r:?}");
         }
     }
     // Buy ids 0 and 5 were not voided in advance: the stack hands them out and they buy.
-    let front = s.front.url();
+    let front = &s.front;
     let http = Http::default();
     for expected in 0..6 {
         let r = http.post(&format!("{front}/Tux/1"), "");
         assert_eq!(common::order_number(&r), expected, "{r:?}");
     }
-    assert_eq!(s.stock(), 74);
+    assert_eq!(stock(&s), 74);
     let r = http.get(&format!("{front}/orders/5"));
     assert_eq!(r.ok()["quantity"], 1, "{r:?}");
 }
 
 #[test]
 fn with_the_token_the_stack_works_end_to_end() {
-    let Some(s) = Guarded::start("with_the_token_the_stack_works_end_to_end") else {
+    let Some(s) = guarded("with_the_token_the_stack_works_end_to_end") else {
         return;
     };
-    let (front, catalog) = (s.front.url(), s.catalog.url());
+    let (front, catalog) = (s.front.as_str(), catalog(&s));
     let http = Http::default();
     // Queries, one and many at once (the front-end batches lookups), buys, orders.
     assert_eq!(
@@ -169,5 +141,5 @@ fn with_the_token_the_stack_works_end_to_end() {
     assert_eq!(put(catalog, Some(TOKEN), 30).ok()["quantity"], 30);
     put(catalog, None, 1).err(401, None);
     put(catalog, Some("wrong"), 1).err(403, None);
-    assert_eq!(s.stock(), 30);
+    assert_eq!(stock(&s), 30);
 }

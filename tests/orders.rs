@@ -8,8 +8,9 @@
 
 mod common;
 
-use common::{order_number, unique, Options, Stack};
+use common::{order_number, unique, Stack};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Asserts `GET /orders/{n}` is exactly `{"number":n,"name":..,"quantity":..}`.
 #[track_caller]
@@ -35,7 +36,7 @@ fn buy_success_takes_stock_and_is_readable() {
 
 #[test]
 fn order_numbers_start_at_zero_on_a_fresh_stack() {
-    let Some(s) = Stack::spawned_only("order_numbers_start_at_zero_on_a_fresh_stack") else {
+    let Some(s) = Stack::fresh("order_numbers_start_at_zero_on_a_fresh_stack") else {
         return;
     };
     s.get("/orders/0").err(404, Some("order not found"));
@@ -101,15 +102,15 @@ fn buy_out_of_stock_is_409_and_changes_nothing() {
 #[test]
 fn buying_the_last_units_then_out_of_stock() {
     let s = Stack::new();
-    if !s.is_spawned() && s.token.is_none() {
+    if !s.is_fresh() && s.token.is_none() {
         common::skip(
             "buying_the_last_units_then_out_of_stock",
-            "needs a spawned stack or ADMIN_TOKEN",
+            "needs a fresh stack or ADMIN_TOKEN",
         );
         return;
     }
     let toy = "Elephant";
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         s.admin_put(toy, r#"{"quantity":7}"#).ok();
     }
     let stock = s.stock(toy);
@@ -120,7 +121,7 @@ fn buying_the_last_units_then_out_of_stock() {
         .err(409, Some("out of stock"));
     assert_eq!(s.stock(toy), 0);
     assert_order(&s, a, toy, stock);
-    if !s.is_spawned() {
+    if !s.is_fresh() {
         // Leave the shared server usable.
         s.admin_put(toy, r#"{"quantity":100}"#).ok();
     }
@@ -349,17 +350,14 @@ fn order_view_is_exact() {
 fn sold_out_product_is_restocked() {
     // The lab's catalog restocks sold-out products periodically (README:
     // RESTOCK_PERIOD_MS, RESTOCK_LEVEL default 100); here every 200 ms.
-    let Some(s) = Stack::spawned_only_with(
-        "sold_out_product_is_restocked",
-        Options {
-            catalog_env: vec![("RESTOCK_PERIOD_MS".into(), "200".into())],
-            ..Options::default()
-        },
-    ) else {
+    let Some(s) = Stack::in_process()
+        .restock(Duration::from_millis(200))
+        .fresh("sold_out_product_is_restocked")
+    else {
         return;
     };
     assert_eq!(s.buy_ok("Bird", 100), 0);
-    let stock = common::eventually("Bird restocked", std::time::Duration::from_secs(15), || {
+    let stock = common::eventually("Bird restocked", Duration::from_secs(15), || {
         Some(s.stock("Bird")).filter(|&q| q > 0)
     });
     assert_eq!(stock, 100, "restocked to the default level");

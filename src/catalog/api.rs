@@ -1,13 +1,15 @@
 //! The catalog's HTTP routes.
 
+use super::push::SubscribeError;
 use super::store::{Catalog, CatalogError, Product};
 use crate::http::auth::Access;
 use crate::http::envelope::{ErrorBody, Item};
+use crate::http::response::Handoff;
 use crate::http::{ApiError, Request, Response, Router};
 use crate::peer::batch;
 use crate::wire::{
     positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ListQuery, Lookup,
-    ProductListItem, ProductUpdate, ProductView,
+    ProductListItem, ProductUpdate, ProductView, CHANGES_CONTENT_TYPE,
 };
 use std::sync::Arc;
 
@@ -25,17 +27,18 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<SubscribeError> for ApiError {
+    fn from(error: SubscribeError) -> Self {
+        match error {
+            SubscribeError::Full => ApiError::unavailable("too many subscribers"),
+            SubscribeError::Closed => ApiError::unavailable("the catalog is stopping"),
+        }
+    }
+}
+
 /// The change was not made: it could not be made durable (contract: storage failures).
 fn storage_unavailable() -> ApiError {
     ApiError::unavailable("storage unavailable")
-}
-
-fn view(product: &Product) -> ProductView {
-    ProductView {
-        name: product.name.clone(),
-        price: product.price,
-        quantity: product.quantity,
-    }
 }
 
 fn list_item(product: Product) -> ProductListItem {
@@ -74,11 +77,11 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
         })
         .route("GET", "/products/{name}", |catalog: &Catalog, _, params| {
             let product = catalog.get(params.get("name")).ok_or(CatalogError::UnknownProduct)?;
-            Ok(Response::data(&view(&product)))
+            Ok(Response::data(&product.view()))
         })
         .route_for(Access::AdminOrService(admin_token), "PUT", "/products/{name}", |catalog: &Catalog, request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body)?;
-            Ok(Response::data(&view(&catalog.update(params.get("name"), update)?)))
+            Ok(Response::data(&catalog.update(params.get("name"), update)?.view()))
         })
         .route("POST", "/buy", |catalog: &Catalog, request: &Request, _| {
             let buy: CatalogBuy = serde_json::from_slice(&request.body)
@@ -93,7 +96,7 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
             let found = catalog.get_many(&lookup.names);
             let items: Vec<Item<ProductView>> = found
                 .iter()
-                .map(|p| item(p.as_ref().map(view).ok_or(CatalogError::UnknownProduct.into())))
+                .map(|p| item(p.as_ref().map(Product::view).ok_or(CatalogError::UnknownProduct.into())))
                 .collect();
             Ok(Response::data(&items))
         })
@@ -111,6 +114,10 @@ pub fn router(catalog: Arc<Catalog>, admin_token: Option<String>) -> Router {
         .route("POST", "/buys/{id}/resolve", |catalog: &Catalog, _, params| {
             let id = params.get("id").parse::<u64>().map_err(|_| ApiError::bad_request("invalid buy id"))?;
             Ok(Response::data(&BuyOutcome { state: catalog.resolve(id)? }))
+        })
+        .handoff("GET", "/changes", |catalog: &Catalog, _, _| {
+            let subscription = catalog.changes().subscribe()?;
+            Ok(Handoff::new(CHANGES_CONTENT_TYPE, move |socket| subscription.start(socket)))
         })
         .into_router()
 }

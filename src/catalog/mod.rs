@@ -2,15 +2,18 @@
 //!
 //! - [`run`]: the service, from its [`CatalogConfig`], on a bound listener.
 //! - [`store`]: the table in memory, its journal and snapshot (the domain).
+//! - [`push`]: the change stream the front-ends' caches subscribe to.
 //! - [`api`]: the HTTP routes over it, and [`CatalogError`]'s statuses.
 //!
 //! Internal API (the order service and the front-end call it):
 //! `GET /products`, `GET /products/{name}`, `PUT /products/{name}` (admin),
 //! `POST /buy {"buy_id","name","quantity","settled_below"}` (idempotent on `buy_id`),
 //! `POST /buys/{id}/resolve` (applied, or voided for good), and the batch forms
-//! `POST /lookup {"names"}` and `POST /buys {"buys"}` (one reply item per entry).
+//! `POST /lookup {"names"}` and `POST /buys {"buys"}` (one reply item per entry), and
+//! `GET /changes`, the stream of every change ([`push`]).
 
 pub mod api;
+pub mod push;
 pub mod store;
 
 pub use store::{Catalog, CatalogError, Product, BUILTIN_SEED};
@@ -62,16 +65,20 @@ pub fn run(
         )?),
         None => None,
     };
+    let changes = Arc::clone(catalog.changes());
     let router = api::router(Arc::clone(&catalog), config.admin_token);
     let extra: MetricsExtra = Box::new(move || metrics(&catalog));
-    http::serve(
+    let served = http::serve(
         "catalog",
         listener,
         router,
         &config.server,
         Some(extra),
         shutdown,
-    )
+    );
+    // The server has forgotten the change streams it handed over: they end here.
+    changes.close();
+    served
 }
 
 /// Every `period`, restocks the products sold out for at least a period.
@@ -103,6 +110,16 @@ fn metrics(catalog: &Catalog) -> String {
             name.replace('\\', "\\\\").replace('"', "\\\"")
         );
     }
+    let changes = catalog.changes();
+    let _ = write!(
+        out,
+        "# HELP toystore_catalog_push_subscribers Subscribers to GET /changes.\n# TYPE toystore_catalog_push_subscribers gauge\ntoystore_catalog_push_subscribers {}\n\
+         # HELP toystore_catalog_push_lines_total Lines written to subscribers (hellos, changes, heartbeats).\n# TYPE toystore_catalog_push_lines_total counter\ntoystore_catalog_push_lines_total {}\n\
+         # HELP toystore_catalog_push_dropped_total Subscribers cut off for falling behind or a failed write.\n# TYPE toystore_catalog_push_dropped_total counter\ntoystore_catalog_push_dropped_total {}\n",
+        changes.subscribers(),
+        changes.lines_sent(),
+        changes.dropped()
+    );
     let journal = catalog.journal();
     let _ = writeln!(out, "# HELP toystore_journal_fsyncs_total fsyncs of the journal.\n# TYPE toystore_journal_fsyncs_total counter\ntoystore_journal_fsyncs_total{{service=\"catalog\"}} {}", journal.fsyncs());
     out

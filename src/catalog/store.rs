@@ -28,11 +28,13 @@
 //! capped at one above the highest id the catalog has seen, so a bogus huge value
 //! cannot refuse every later buy.
 
+use super::push::{Changes, PushLimits};
 use crate::store::checksum;
 use crate::store::snapshot::read_framed;
 use crate::store::{DirLock, Disk, Durability, Journal, RealDisk, Ticket};
 use crate::wire::{
-    could_be_product_name, BuyState, CatalogBuy, ListQuery, ProductUpdate, MAX_NAME_BYTES,
+    could_be_product_name, BuyState, CatalogBuy, ListQuery, ProductUpdate, ProductView,
+    MAX_NAME_BYTES,
 };
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,17 @@ pub struct Product {
     /// Optional category.
     #[serde(default)]
     pub category: Option<String>,
+}
+
+impl Product {
+    /// As `GET /products/{name}` shows it.
+    pub fn view(&self) -> ProductView {
+        ProductView {
+            name: self.name.clone(),
+            price: self.price,
+            quantity: self.quantity,
+        }
+    }
 }
 
 /// Why a catalog operation failed.
@@ -132,6 +145,17 @@ impl Record {
             | Record::Cancel { seq, .. }
             | Record::Set { seq, .. }
             | Record::Restock { seq, .. } => *seq,
+        }
+    }
+
+    /// The product whose stock or price the record changes.
+    fn product(&self) -> Option<&str> {
+        match self {
+            Record::Buy { name, .. }
+            | Record::Cancel { name, .. }
+            | Record::Set { name, .. }
+            | Record::Restock { name, .. } => Some(name),
+            Record::Void { .. } => None,
         }
     }
 
@@ -216,13 +240,6 @@ impl Durable {
     }
 
     fn apply(&mut self, record: &Record) {
-        let name = match record {
-            Record::Buy { name, .. }
-            | Record::Cancel { name, .. }
-            | Record::Set { name, .. }
-            | Record::Restock { name, .. } => Some(name),
-            Record::Void { .. } => None,
-        };
         match record {
             Record::Buy { name, qty, .. } => {
                 if let Some(product) = self.products.get_mut(name) {
@@ -256,7 +273,7 @@ impl Durable {
                 self.buys.insert(buy, outcome);
             }
         }
-        if let Some(product) = name.and_then(|n| self.products.get(n)) {
+        if let Some(product) = record.product().and_then(|n| self.products.get(n)) {
             if product.quantity == 0 {
                 self.sold_out_since
                     .entry(product.name.clone())
@@ -349,8 +366,9 @@ impl Table {
     }
 
     /// Moves the records the journal has settled out of `pending`: into the durable
-    /// state if on disk, nowhere if lost.
-    fn settle(&mut self, journal: &Journal) {
+    /// state if on disk, nowhere if lost. Each record applied is published to `changes`
+    /// there and then, under the table's write lock: visible first, and in order.
+    fn settle(&mut self, journal: &Journal, changes: &Changes) {
         let mut moved = false;
         while let Some((ticket, _)) = self.pending.front() {
             let durability = journal.durability(*ticket);
@@ -360,6 +378,11 @@ impl Table {
             if let Some((_, record)) = self.pending.pop_front() {
                 if durability == Durability::OnDisk {
                     self.durable.apply(&record);
+                    if let Some(product) =
+                        record.product().and_then(|n| self.durable.products.get(n))
+                    {
+                        changes.publish(vec![product.view()]);
+                    }
                 }
             }
             moved = true;
@@ -413,6 +436,8 @@ pub struct Catalog {
     _dir: DirLock,
     table: RwLock<Table>,
     journal: Journal,
+    /// Every change, pushed to subscribers once visible.
+    changes: Arc<Changes>,
     disk: Arc<dyn Disk>,
     snapshot_path: PathBuf,
     snapshot_every: u64,
@@ -491,6 +516,7 @@ impl Catalog {
                 pending_buys: HashMap::new(),
             }),
             journal,
+            changes: Arc::new(Changes::new(PushLimits::default())),
             disk,
             snapshot_path,
             snapshot_every,
@@ -621,7 +647,7 @@ impl Catalog {
                     // buy record that may yet be lost: settle the buy, then look again.
                     drop(table);
                     let _ = self.journal.wait_durable(buy_ticket);
-                    self.table.write().settle(&self.journal);
+                    self.table.write().settle(&self.journal, &self.changes);
                     continue;
                 }
                 Some((None, BuyEntry::Applied { name, qty })) => {
@@ -720,6 +746,11 @@ impl Catalog {
         self.journal.probe()
     }
 
+    /// The push channel of this catalog's changes.
+    pub fn changes(&self) -> &Arc<Changes> {
+        &self.changes
+    }
+
     /// The journal, for metrics.
     pub fn journal(&self) -> &Journal {
         &self.journal
@@ -733,7 +764,7 @@ impl Catalog {
             // Ok or not, every ticket up to `last` is settled afterwards; each is
             // checked below, since a failure may have hit some and not others.
             let _ = self.journal.wait_durable(last);
-            self.table.write().settle(&self.journal);
+            self.table.write().settle(&self.journal, &self.changes);
             self.snapshot_if_due();
         }
         steps
@@ -760,7 +791,7 @@ impl Catalog {
         }
         // No record can be appended while we hold the lock: settle every one.
         let _ = self.journal.wait_durable(self.journal.tail());
-        table.settle(&self.journal);
+        table.settle(&self.journal, &self.changes);
         let written = serde_json::to_vec(&table.durable.snapshot())
             .map_err(io::Error::from)
             .and_then(|json| {
@@ -860,6 +891,25 @@ mod tests {
                 quantity: 80,
                 category: Some("animal".into())
             }
+        );
+        // The contract: at least 10 products (Lab 3), the lab's four first.
+        assert!(products.len() >= 10, "{products:?}");
+        let first: Vec<_> = products[..4]
+            .iter()
+            .map(|p| (p.name.as_str(), p.price, p.quantity))
+            .collect();
+        assert_eq!(
+            first,
+            [
+                ("Tux", 25.99, 80),
+                ("Whale", 34.99, 100),
+                ("Elephant", 29.99, 100),
+                ("Bird", 39.99, 100)
+            ]
+        );
+        assert!(
+            products.iter().all(|p| p.category.is_some()),
+            "{products:?}"
         );
         assert_eq!(parse_seed("# c\n\n7 X 1 2\n").unwrap()[0].category, None);
         for bad in [
@@ -1127,6 +1177,35 @@ mod tests {
         disk.fail_syncs(None);
         catalog.buy(&buy(2, "Tux", 80)).unwrap();
         assert_eq!(catalog.get("Tux").unwrap().quantity, 0);
+    }
+
+    /// Issue 13: a change is published once readers can see it (not while its record is
+    /// on its way to disk), once per record that changed a product, and never if lost.
+    #[test]
+    fn a_change_is_published_once_visible_and_never_if_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FaultyDisk::new();
+        let catalog = Arc::new(open_on(&disk, dir.path(), 1000));
+        let changes = Arc::clone(catalog.changes());
+        let buyer = buy_in_flight(&catalog, &disk, buy(1, "Tux", 5));
+        assert_eq!(changes.seq(), 0, "not on disk, not visible: not published");
+        disk.release_syncs();
+        buyer.join().unwrap().unwrap();
+        assert_eq!(changes.seq(), 1);
+        disk.fail_syncs(Some(Fault::Io));
+        assert!(storage_failed(catalog.update("Whale", price_update(1.0))));
+        assert_eq!(changes.seq(), 1, "a lost change is never published");
+        disk.fail_syncs(None);
+        catalog.update("Whale", price_update(2.0)).unwrap();
+        assert_eq!(changes.seq(), 2, "an update");
+        catalog.resolve(1).unwrap();
+        assert_eq!(changes.seq(), 3, "a cancel gives stock back");
+        catalog.resolve(7).unwrap();
+        assert_eq!(changes.seq(), 3, "a void changes no product");
+        catalog.buy_many(&[buy(2, "Tux", 80), buy(3, "Bird", 100)]);
+        assert_eq!(changes.seq(), 5, "one per buy of a batch");
+        catalog.restock(100, Duration::ZERO).unwrap();
+        assert_eq!(changes.seq(), 7, "one per product restocked");
     }
 
     /// A restock in flight is no stock to sell until it is on disk.

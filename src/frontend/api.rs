@@ -1,6 +1,7 @@
 //! The front-end's public routes, and how it gathers concurrent queries and buys into
 //! one backend call.
 
+use super::cache::Cache;
 use super::Frontend;
 use crate::http::auth::Access;
 use crate::http::{ApiError, HandlerResult, Request, Response, Router};
@@ -148,7 +149,69 @@ fn buy(
     let key = request.header(IDEMPOTENCY_KEY);
     let order = Placement::from_buy(buy, key)?;
     could_be_product(&order.name)?;
-    gather(buys, &frontend.order, request, order, deadline)
+    let name = order.name.clone();
+    let placed = gather(buys, &frontend.order, request, order, deadline);
+    // Before the buyer hears back, whatever the outcome (a buy that failed or timed
+    // out may still have been applied): its next query here asks the catalog.
+    frontend.cache.invalidate(&name);
+    placed
+}
+
+/// A product query: from the cache when it holds the product, else from the catalog
+/// in a batch with the queries that arrive with it, and then cached. The fill's ticket
+/// is drawn before the catalog is asked, so a change that overtakes the reply keeps
+/// it out of the cache.
+fn query(
+    frontend: &Frontend,
+    queries: &Gathered<String>,
+    request: &Request,
+    name: &str,
+) -> HandlerResult {
+    if let Some(body) = frontend.cache.get(name) {
+        return Ok(Response {
+            status: 200,
+            headers: Vec::new(),
+            body,
+            content_type: "application/json",
+        });
+    }
+    let ticket = frontend.cache.begin_fill();
+    let deadline = frontend.catalog.deadline(request.started);
+    let answer = gather(
+        queries,
+        &frontend.catalog,
+        request,
+        name.to_string(),
+        deadline,
+    )?;
+    // A 404 is not cached: a product the catalog does not have is not a product.
+    if answer.status == 200 {
+        frontend.cache.fill(name, ticket, &answer.body);
+    }
+    Ok(answer)
+}
+
+/// `/health`'s view of the cache.
+fn cache_health(cache: &Cache) -> serde_json::Value {
+    let stats = cache.stats();
+    serde_json::json!({
+        "capacity": stats.capacity,
+        "entries": stats.entries,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "evictions": stats.evictions,
+        "push": if stats.serving { "up" } else { "down" },
+    })
+}
+
+/// `GET /cache`: the cached products, most recently used first.
+fn cache_contents(cache: &Cache) -> serde_json::Value {
+    let products: Vec<serde_json::Value> = cache
+        .products()
+        .into_iter()
+        .map(|(name, idle)| serde_json::json!({"name": name, "last_used_ms_ago": idle.as_millis() as u64}))
+        .collect();
+    serde_json::json!({"capacity": cache.capacity(), "products": products})
 }
 
 /// The public routes. Single-product queries and buys that arrive together go to
@@ -177,8 +240,11 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
     Router::with_state(frontend)
         .route_for(Access::Public, "GET", "/health", |frontend: &Frontend, _, _| {
             let state = |b: &Backend| if b.is_up() { "up" } else { "down" };
-            let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&frontend.catalog), "order": state(&frontend.order)});
+            let body = serde_json::json!({"status": "ok", "service": "frontend", "catalog": state(&frontend.catalog), "order": state(&frontend.order), "cache": cache_health(&frontend.cache)});
             Ok(Response::data(&body))
+        })
+        .route_for(Access::Public, "GET", "/cache", |frontend: &Frontend, _, _| {
+            Ok(Response::data(&cache_contents(&frontend.cache)))
         })
         .route_for(Access::Public, "GET", "/openapi.json", |_, _, _| {
             Ok(Response::text(200, "application/json", OPENAPI_JSON.into()))
@@ -193,10 +259,9 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             Ok(relay(frontend.catalog.get_by(&path, &request.request_id, deadline)?))
         })
         .route_for(Access::Public, "GET", "/products/{name}", move |frontend: &Frontend, request: &Request, params| {
-            let deadline = frontend.catalog.deadline(request.started);
             let name = params.get("name");
             could_be_product(name)?;
-            gather(&queries, &frontend.catalog, request, name.to_string(), deadline)
+            query(frontend, &queries, request, name)
         })
         .route_for(Access::Admin(admin_token), "PUT", "/products/{name}", |frontend: &Frontend, request: &Request, params| {
             let update = ProductUpdate::from_json(&request.body)?;
@@ -209,7 +274,10 @@ pub fn router(frontend: Arc<Frontend>) -> Router {
             let headers = [("X-Request-Id", request.request_id.as_str()), ("Authorization", authorization)];
             let path = format!("/products/{}", encode(name));
             let deadline = frontend.catalog.deadline(request.started);
-            Ok(relay(frontend.catalog.put_by(&path, &body, &headers, deadline)?))
+            let updated = frontend.catalog.put_by(&path, &body, &headers, deadline);
+            // Whatever the outcome: a timed-out update may still have been applied.
+            frontend.cache.invalidate(name);
+            Ok(relay(updated?))
         })
         .route_for(Access::Public, "POST", "/orders", move |frontend: &Frontend, request: &Request, _| {
             let order = BuyRequest::from_json(&request.body)?;
@@ -263,6 +331,7 @@ mod tests {
             order: backend(2),
             admin_token: None,
             limits: PeerLimits::default(),
+            cache: Arc::new(Cache::new(0, std::time::Duration::ZERO)),
         }));
         let served: BTreeSet<(String, String)> = router
             .public_routes()

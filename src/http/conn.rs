@@ -15,7 +15,7 @@
 use super::body::BodyReader;
 use super::error::{ApiError, ProtocolError};
 use super::request::{parse_head, Head, Request};
-use super::response::Response;
+use super::response::{Response, TakeConnection};
 use super::router::Routed;
 use super::server::Shared;
 use std::io::{self, ErrorKind, Read, Write};
@@ -174,7 +174,9 @@ impl Conn {
             }
             match self.next_request(shared) {
                 Ok(Some(request)) => {
-                    self.respond(shared, request, out);
+                    if let Some(take) = self.respond(shared, request, out) {
+                        return self.hand_off(take);
+                    }
                     lingered = Duration::ZERO;
                     continue;
                 }
@@ -356,29 +358,38 @@ impl Conn {
         }))
     }
 
-    /// Runs the handler and queues its response (see [`Conn::send`]).
-    fn respond(&mut self, shared: &Shared, request: Request, out: &mut Vec<u8>) {
+    /// Runs the handler and queues its response (see [`Conn::send`]). For a hand-off
+    /// response to a GET, returns what takes the connection once the head is written.
+    fn respond(
+        &mut self,
+        shared: &Shared,
+        request: Request,
+        out: &mut Vec<u8>,
+    ) -> Option<TakeConnection> {
         let started = Instant::now();
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let routed =
             catch_unwind(AssertUnwindSafe(|| shared.dispatch(&request))).unwrap_or_else(|_| {
-                Routed {
-                    route: "panic",
-                    response: ApiError::internal("internal error").into(),
-                }
+                Routed::response("panic", ApiError::internal("internal error").into())
             });
         shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.served += 1;
+        let handed_off = routed.handoff.is_some();
         let keep_alive = request.head.keep_alive
+            && !handed_off
             && !shared.shutting_down()
             && self.served < shared.limits.max_requests_per_connection;
+        let head_only = request.method() == "HEAD";
         out.clear();
-        routed.response.encode(
-            out,
-            keep_alive,
-            request.method() == "HEAD",
-            &request.request_id,
-        );
+        if handed_off {
+            routed
+                .response
+                .encode_unframed_head(out, &request.request_id);
+        } else {
+            routed
+                .response
+                .encode(out, keep_alive, head_only, &request.request_id);
+        }
         // Counted before the write, so that whoever reads the response can already see it
         // in /metrics; the duration therefore ends when the response is ready to send.
         shared.record(
@@ -390,6 +401,31 @@ impl Conn {
         );
         self.closing = !keep_alive;
         self.send(shared, out);
+        // A HEAD gets the head alone: what would have taken the connection is dropped.
+        routed.handoff.filter(|_| !head_only)
+    }
+
+    /// Writes what is still unwritten (the hand-off's head, small: at once unless the
+    /// client is not reading, and never past the write deadline), then forgets the
+    /// connection (no longer counted as open, never parked or swept) and hands the
+    /// blocking socket, with no timeouts, to `take`.
+    fn hand_off(mut self, take: TakeConnection) -> Next {
+        loop {
+            // `flush` tries a blocked socket again only when told it may have room.
+            self.blocked = false;
+            match self.flush() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(_) => return Next::Close,
+            }
+        }
+        let Conn { stream, .. } = self;
+        if stream.set_read_timeout(None).is_err() || stream.set_write_timeout(None).is_err() {
+            return Next::Close;
+        }
+        // A panic in `take` is the service's bug: it must not end the worker.
+        let _ = catch_unwind(AssertUnwindSafe(|| take(stream)));
+        Next::Close
     }
 
     /// Answers a protocol error with the envelope and closes gently.

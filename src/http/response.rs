@@ -6,6 +6,7 @@ use super::error::ApiError;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A response produced by a handler.
@@ -57,18 +58,33 @@ impl Response {
 
     /// Appends status line, headers and (unless `head_only`) body to `out`.
     pub fn encode(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool, request_id: &str) {
+        // 1xx, 204 and 304 never carry a body nor its length.
+        if self.status < 200 || self.status == 204 || self.status == 304 {
+            self.encode_head(out, Framing::Bodiless, keep_alive, request_id);
+            return;
+        }
+        self.encode_head(out, Framing::Length, keep_alive, request_id);
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+    }
+
+    /// Appends the head of a response whose body is not the server's (a [`Handoff`]):
+    /// no Content-Length and `Connection: close`, so the body runs until whoever takes
+    /// the connection closes it (HTTP/1.1 allows a close-delimited body).
+    pub(crate) fn encode_unframed_head(&self, out: &mut Vec<u8>, request_id: &str) {
+        self.encode_head(out, Framing::UntilClose, false, request_id);
+    }
+
+    fn encode_head(&self, out: &mut Vec<u8>, framing: Framing, keep_alive: bool, request_id: &str) {
         let status = self.status;
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status));
         DATE.with(|date| out.extend_from_slice(date.borrow_mut().now().as_bytes()));
-        // 1xx, 204 and 304 never carry a body nor its length.
-        let bodiless = status < 200 || status == 204 || status == 304;
-        if !bodiless {
-            let _ = write!(
-                out,
-                "Content-Type: {}\r\nContent-Length: {}\r\n",
-                self.content_type,
-                self.body.len()
-            );
+        if framing != Framing::Bodiless {
+            let _ = write!(out, "Content-Type: {}\r\n", self.content_type);
+        }
+        if framing == Framing::Length {
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         out.extend_from_slice(if keep_alive {
             b"Connection: keep-alive\r\n"
@@ -82,8 +98,40 @@ impl Response {
             let _ = write!(out, "{name}: {value}\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !bodiless && !head_only {
-            out.extend_from_slice(&self.body);
+    }
+}
+
+/// How a response's body is delimited.
+#[derive(PartialEq)]
+enum Framing {
+    /// It has none (1xx, 204, 304).
+    Bodiless,
+    /// By Content-Length.
+    Length,
+    /// By the close of the connection.
+    UntilClose,
+}
+
+/// What takes a connection over once a hand-off response's head is written.
+pub type TakeConnection = Box<dyn FnOnce(TcpStream) + Send>;
+
+/// A response whose body the server does not write: after the head (status 200,
+/// `content_type`, no length, `Connection: close`) the server forgets the connection and
+/// hands the socket to `take` (a stream of events, say). Returned by a route added with
+/// [`Routes::handoff`](super::router::Routes::handoff).
+pub struct Handoff {
+    pub(crate) content_type: &'static str,
+    pub(crate) take: TakeConnection,
+}
+
+impl Handoff {
+    /// `take` is called on the worker thread with the blocking socket (no timeouts
+    /// set): it must return soon, starting a thread of its own if it keeps the socket.
+    /// It is dropped uncalled if the head cannot be written or the request was HEAD.
+    pub fn new(content_type: &'static str, take: impl FnOnce(TcpStream) + Send + 'static) -> Self {
+        Handoff {
+            content_type,
+            take: Box::new(take),
         }
     }
 }

@@ -4,13 +4,20 @@
 use super::auth::{self, Access};
 use super::error::ApiError;
 use super::request::{decode_component, Request};
-use super::response::Response;
+use super::response::{Handoff, Response, TakeConnection};
 use std::sync::Arc;
 
 /// The result a handler returns; the error side is rendered as the envelope.
 pub type HandlerResult = Result<Response, ApiError>;
 
 type HandlerFn = Box<dyn Fn(&Request, &Params) -> HandlerResult + Send + Sync>;
+type HandoffFn = Box<dyn Fn(&Request, &Params) -> Result<Handoff, ApiError> + Send + Sync>;
+
+/// What a route runs: a handler that answers, or one that takes the connection over.
+enum Handler {
+    Respond(HandlerFn),
+    HandOff(HandoffFn),
+}
 
 /// The percent-decoded values of a route's `{name}` segments, by name.
 #[derive(Debug, Default)]
@@ -50,7 +57,7 @@ struct Route {
     method: &'static str,
     pattern: &'static str,
     segments: Vec<Segment>,
-    handler: HandlerFn,
+    handler: Handler,
 }
 
 impl Route {
@@ -128,6 +135,26 @@ impl<S: Send + Sync + 'static> Routes<S> {
         self
     }
 
+    /// Adds a route, only the other services call, whose handler takes the connection
+    /// over (see [`Handoff`]).
+    pub fn handoff(
+        mut self,
+        method: &'static str,
+        pattern: &'static str,
+        handler: impl Fn(&S, &Request, &Params) -> Result<Handoff, ApiError> + Send + Sync + 'static,
+    ) -> Self {
+        let state = Arc::clone(&self.state);
+        self.router = self.router.add(
+            Access::Internal,
+            method,
+            pattern,
+            Handler::HandOff(Box::new(move |request, params| {
+                handler(&state, request, params)
+            })),
+        );
+        self
+    }
+
     /// The routes, ready to serve.
     pub fn into_router(self) -> Router {
         self.router
@@ -141,6 +168,20 @@ pub struct Routed {
     pub route: &'static str,
     /// The response to send.
     pub response: Response,
+    /// For a hand-off route: what takes the connection once the response's head is
+    /// written (the response then has no body of its own).
+    pub handoff: Option<TakeConnection>,
+}
+
+impl Routed {
+    /// An ordinary response.
+    pub fn response(route: &'static str, response: Response) -> Routed {
+        Routed {
+            route,
+            response,
+            handoff: None,
+        }
+    }
 }
 
 impl Router {
@@ -177,11 +218,21 @@ impl Router {
 
     /// Adds a route that `access` says who may call.
     pub fn route_for(
-        mut self,
+        self,
         access: Access,
         method: &'static str,
         pattern: &'static str,
         handler: impl Fn(&Request, &Params) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.add(access, method, pattern, Handler::Respond(Box::new(handler)))
+    }
+
+    fn add(
+        mut self,
+        access: Access,
+        method: &'static str,
+        pattern: &'static str,
+        handler: Handler,
     ) -> Self {
         let segments: Vec<Segment> = pattern
             .trim_start_matches('/')
@@ -212,7 +263,7 @@ impl Router {
             method,
             pattern,
             segments,
-            handler: Box::new(handler),
+            handler,
         });
         self
     }
@@ -240,12 +291,7 @@ impl Router {
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(path) => path,
-            Err(error) => {
-                return Routed {
-                    route: "bad-path",
-                    response: error.into(),
-                }
-            }
+            Err(error) => return Routed::response("bad-path", error.into()),
         };
         let best = self
             .routes
@@ -254,10 +300,7 @@ impl Router {
             .map(Route::literal_count)
             .max();
         let Some(best) = best else {
-            return Routed {
-                route: "not-found",
-                response: ApiError::not_found("not found").into(),
-            };
+            return Routed::response("not-found", ApiError::not_found("not found").into());
         };
         let candidates: Vec<&Route> = self
             .routes
@@ -275,20 +318,14 @@ impl Router {
             }
             let response = Response::from(ApiError::method_not_allowed("method not allowed"))
                 .with_header("Allow", allowed.join(", "));
-            return Routed {
-                route: "method-not-allowed",
-                response,
-            };
+            return Routed::response("method-not-allowed", response);
         };
         if let Err(error) = auth::check(&route.access, request, self.internal_token.as_deref()) {
             let mut response = Response::from(error);
             if response.status == 401 {
                 response = response.with_header("WWW-Authenticate", "Bearer");
             }
-            return Routed {
-                route: route.pattern,
-                response,
-            };
+            return Routed::response(route.pattern, response);
         }
         let params = Params(
             route
@@ -301,10 +338,28 @@ impl Router {
                 })
                 .collect(),
         );
-        let response = (route.handler)(request, &params).unwrap_or_else(Response::from);
+        let (response, handoff) = match &route.handler {
+            Handler::Respond(handler) => (
+                handler(request, &params).unwrap_or_else(Response::from),
+                None,
+            ),
+            Handler::HandOff(handler) => match handler(request, &params) {
+                Ok(Handoff { content_type, take }) => (
+                    Response {
+                        status: 200,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                        content_type,
+                    },
+                    Some(take),
+                ),
+                Err(error) => (error.into(), None),
+            },
+        };
         Routed {
             route: route.pattern,
             response,
+            handoff,
         }
     }
 }

@@ -103,10 +103,7 @@ impl Shared {
             // As the router answers a route's other methods: the path exists.
             let response = Response::from(ApiError::method_not_allowed("method not allowed"))
                 .with_header("Allow", "GET, HEAD");
-            return Routed {
-                route: "/metrics",
-                response,
-            };
+            return Routed::response("/metrics", response);
         }
         if metrics {
             let sampled = Sampled {
@@ -117,10 +114,10 @@ impl Shared {
             let mut extra = self.metrics_extra.as_ref().map(|f| f()).unwrap_or_default();
             extra.push_str(&format!("# HELP toystore_log_lines_dropped_total Log lines dropped because the output did not keep up.\n# TYPE toystore_log_lines_dropped_total counter\ntoystore_log_lines_dropped_total {}\n", logging::dropped()));
             let body = self.metrics.render(self.name, sampled, &extra);
-            return Routed {
-                route: "/metrics",
-                response: Response::text(200, "text/plain; version=0.0.4", body),
-            };
+            return Routed::response(
+                "/metrics",
+                Response::text(200, "text/plain; version=0.0.4", body),
+            );
         }
         self.router.dispatch(request)
     }

@@ -1,23 +1,31 @@
 //! The black-box harness shared by every test file.
 //!
-//! A [`Stack`] is the three services seen from outside, in one of two modes:
+//! A [`Stack`] is the three services seen from outside, in one of three modes:
 //!
-//! - **spawned** (the default): the real binaries are started as child processes,
+//! - **in-process** (the default: [`Stack::new`], [`Stack::fresh`], [`Stack::in_process`]
+//!   and its [`Builder`]): each service's `run` in a thread of the test, on port 0,
+//!   with fresh temporary data directories; stopped and joined when the stack is
+//!   dropped. For a test about what the services do, not about their processes; it can
+//!   start extra front-ends with their own config.
+//! - **spawned** ([`Stack::spawned_only`], [`Stack::spawn`]): the real binaries are started as child processes,
 //!   each on `127.0.0.1:0` with a fresh temporary data directory. The harness reads
 //!   the `<service> listening on http://HOST:PORT` line to learn each port, waits
 //!   for `GET /health`, and kills the children when the stack is dropped. It can
 //!   stop (SIGTERM), kill (SIGKILL) and restart a service on the same port with the
-//!   same data directory.
+//!   same data directory. For a test about a process: kill -9, restarts, signals,
+//!   flags, environment, exit codes, output lines, failpoints.
 //! - **external**: when `FRONT` is set (and optionally `CATALOG`, `ORDER`,
 //!   `ADMIN_TOKEN`), the tests talk to servers that are already running. Their state
 //!   is not fresh, so the shared tests are written relative to the state they find;
 //!   tests that need fresh state or process control skip themselves there ([`skip`]).
 //!
 //! Everything here is written against the outside contract (`shared/CONTRACT.md`),
-//! never against the implementation: only HTTP, the command line and stdout.
+//! never against the implementation: only HTTP, the command line and stdout (and, for
+//! the in-process mode, the configs each service's `run` takes).
 //!
 //! Where things are (test files import them from here, `use common::{Stack, Svc}`):
 //! - `stack`: [`Stack`], its [`Options`], the [`SEED`] it starts from, [`external`].
+//! - `inproc`: the in-process mode ([`Builder`]).
 //! - `service`: one service as a child process ([`Svc`], [`Extra`], [`exit_within`]).
 //! - `http`: the test client [`Http`]; [`unique`] keys.
 //! - `resp`: [`Resp`] and the contract's envelope checks ([`Resp::ok`], [`Resp::err`],
@@ -33,6 +41,7 @@
 
 pub mod faults;
 mod http;
+mod inproc;
 mod metrics;
 pub mod procfs;
 mod raw;
@@ -43,6 +52,7 @@ mod stack;
 mod wait;
 
 pub use http::{unique, Http};
+pub use inproc::Builder;
 pub use metrics::Metrics;
 pub use raw::{
     closed, connect, connect_with_timeout, expect_response, host_port, raw, raw_ok,

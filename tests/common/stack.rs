@@ -7,10 +7,13 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 
+use super::inproc::InProcess;
 use super::service::{Proc, Svc, TEST_TOKEN};
 use super::{order_number, skip, Http, Resp};
 
-/// The seed every spawned stack starts from unless a test brings its own.
+/// The lab's four toys, the first products of the seed every spawned stack starts
+/// from unless a test brings its own (the built-in `database.txt`, which has more,
+/// each with a category: `toystore::catalog::BUILTIN_SEED`).
 pub const SEED: &[(&str, f64, u64)] = &[
     ("Tux", 25.99, 80),
     ("Whale", 34.99, 100),
@@ -51,6 +54,8 @@ pub struct Stack {
     pub http: Http,
     /// The spawned processes, in start order (catalog, order, frontend); empty when external.
     procs: Vec<Proc>,
+    /// The services run in this process, when started by [`Stack::in_process`].
+    pub(super) in_process: Option<InProcess>,
     /// Held for the whole test in external mode.
     _guard: Option<MutexGuard<'static, ()>>,
     /// The seed file, kept alive for restarts.
@@ -87,7 +92,8 @@ pub fn normalize(addr: &str, default_port: u16) -> String {
 }
 
 impl Stack {
-    /// The stack every test uses: external when `FRONT` is set, otherwise a fresh spawned one.
+    /// The stack every test uses: external when `FRONT` is set, otherwise a fresh one
+    /// in this process ([`Stack::in_process`]).
     pub fn new() -> Stack {
         if external() {
             let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -99,16 +105,23 @@ impl Stack {
                 token: env("ADMIN_TOKEN"),
                 http: Http::default(),
                 procs: Vec::new(),
+                in_process: None,
                 _guard: Some(guard),
                 _seed: None,
             }
         } else {
-            Stack::spawn(Options::default())
+            Stack::in_process().start()
         }
     }
 
-    /// A stack for a test that needs fresh state or process control; `None` (after
-    /// printing why) in external mode.
+    /// A fresh stack in this process for a test that needs fresh state; `None` (after
+    /// printing why) in external mode. With options: `Stack::in_process()...fresh(test)`.
+    pub fn fresh(test: &str) -> Option<Stack> {
+        Stack::in_process().fresh(test)
+    }
+
+    /// A spawned stack for a test about the services' processes (signals, restarts,
+    /// output, flags, environment); `None` (after printing why) in external mode.
     pub fn spawned_only(test: &str) -> Option<Stack> {
         Self::spawned_only_with(test, Options::default())
     }
@@ -144,6 +157,7 @@ impl Stack {
             token: Some(TEST_TOKEN.to_string()),
             http: Http::default(),
             procs: vec![catalog],
+            in_process: None,
             _guard: None,
             _seed: seed,
         };
@@ -169,9 +183,29 @@ impl Stack {
         stack
     }
 
-    /// Whether this stack was spawned by the harness (fresh state, process control).
-    pub fn is_spawned(&self) -> bool {
-        !self.procs.is_empty()
+    /// The stack of services running in this process, its first front-end at `front`.
+    pub(super) fn from_in_process(
+        front: String,
+        services: InProcess,
+        token: Option<String>,
+    ) -> Stack {
+        Stack {
+            front,
+            catalog: Some(services.catalog_url()),
+            order: Some(services.order_url()),
+            token,
+            http: Http::default(),
+            procs: Vec::new(),
+            in_process: Some(services),
+            _guard: None,
+            _seed: None,
+        }
+    }
+
+    /// Whether the harness started this stack, as processes or in this process: its
+    /// state is fresh (stock as seeded, no orders). Only spawned ones have process control.
+    pub fn is_fresh(&self) -> bool {
+        !self.procs.is_empty() || self.in_process.is_some()
     }
 
     pub(super) fn proc_mut(&mut self, svc: Svc) -> &mut Proc {
