@@ -51,6 +51,29 @@ fn listen_from_env_and_peers_without_scheme() {
     assert_eq!(s.stock("Tux"), 77);
 }
 
+/// `--cache-size` and `CACHE_SIZE` set the front-end's cache; 0 turns it off.
+#[test]
+fn cache_size_from_the_flag_or_env() {
+    if skip_when_external("cache_size_from_the_flag_or_env") {
+        return;
+    }
+    let s = Stack::spawn(Default::default());
+    let (catalog, order) = (s.catalog.clone().unwrap(), s.order.clone().unwrap());
+    let peers = ["--catalog", &catalog, "--order", &order];
+    let http = Http::default();
+    let cache_of =
+        |front: &Extra| http.get(&format!("{}/health", front.url())).ok()["cache"].clone();
+    let flagged = Extra::start(
+        Svc::Frontend,
+        &[&peers[..], &["--cache-size", "3"]].concat(),
+        &[],
+    );
+    assert_eq!(cache_of(&flagged)["capacity"], 3, "{}", flagged.logs());
+    let off = Extra::start(Svc::Frontend, &peers, &[("CACHE_SIZE", "0")]);
+    assert_eq!(cache_of(&off)["capacity"], 0, "{}", off.logs());
+    assert_eq!(cache_of(&off)["push"], "down");
+}
+
 fn healthcheck(bin: &str, listen: &str) -> (bool, Duration) {
     let start = Instant::now();
     let status = Command::new(bin)
@@ -385,6 +408,15 @@ fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
     http.get("http://127.0.0.1:10010/orders/0").err(401, None);
     let r = http.get(&format!("{front}/products/Tux"));
     assert_eq!(r.ok()["quantity"], 79, "{r:?}");
+    // The front-end's cache subscribes to the catalog with the stack's internal token.
+    common::eventually(
+        "the front-end's push channel to be up",
+        Duration::from_secs(15),
+        || {
+            let cache = http.get(&format!("{front}/health")).ok()["cache"].clone();
+            (cache["push"] == "up" && cache["capacity"] == 8).then_some(())
+        },
+    );
     // Both services keep their files in the one default directory.
     for file in ["catalog.journal", "orders.log"] {
         assert!(

@@ -33,6 +33,8 @@ const SHARDS: usize = 32;
 /// Invalidated names a shard remembers one by one; beyond, it keeps only the newest
 /// stamp for all of them (which refuses more fills, never too few).
 const REMEMBERED_PER_SHARD: usize = 1024;
+/// How far apart, in nanoseconds, the times the push channel was heard are recorded.
+const HEARD_GRAIN: u64 = 1_000_000;
 /// Slots of the hit and miss counters, picked by thread.
 const COUNTER_SLOTS: usize = 16;
 
@@ -64,6 +66,8 @@ struct Entry {
     reply: Box<[u8]>,
     /// When it was last filled or hit ([`Cache::now`]).
     last_used: AtomicU64,
+    /// The ticket of the fill that read it.
+    ticket: Ticket,
 }
 
 impl Entry {
@@ -254,9 +258,16 @@ impl Cache {
         let entry = Entry {
             reply: reply.into(),
             last_used: AtomicU64::new(self.now()),
+            ticket,
         };
-        if table.entries.insert(name.into(), entry).is_none() {
-            self.entries.fetch_add(1, Ordering::SeqCst);
+        match table.entries.get_mut(name) {
+            // Two fills of one name raced: the later reader's value stays.
+            Some(held) if held.ticket.0 > ticket.0 => return false,
+            Some(held) => *held = entry,
+            None => {
+                table.entries.insert(name.into(), entry);
+                self.entries.fetch_add(1, Ordering::SeqCst);
+            }
         }
         true
     }
@@ -335,12 +346,17 @@ impl Cache {
     /// serves again, from empty, filled only by what is read from now on.
     pub fn hello(&self) {
         self.reset();
-        self.heard();
+        self.heard.store(self.now(), Ordering::Release);
     }
 
     /// A line came on the push channel: it is alive.
     pub fn heard(&self) {
-        self.heard.store(self.now(), Ordering::Release);
+        let now = self.now();
+        // Every hit reads this: under a stream of changes, write it once a
+        // millisecond, not once a line (only the push thread writes it).
+        if now.saturating_sub(self.heard.load(Ordering::Relaxed)) >= HEARD_GRAIN {
+            self.heard.store(now, Ordering::Release);
+        }
     }
 
     /// Its counters and state.
@@ -436,6 +452,15 @@ mod tests {
         assert_eq!(cache.get("A").as_deref(), Some(&b"new"[..]));
         assert_eq!(names(&cache), ["A", "B"]);
         assert_eq!(cache.stats().evictions, 0);
+    }
+
+    #[test]
+    fn of_two_racing_fills_the_later_reader_wins() {
+        let cache = serving(2);
+        let (early, late) = (cache.begin_fill(), cache.begin_fill());
+        assert!(cache.fill("A", late, b"late"));
+        assert!(!cache.fill("A", early, b"early"));
+        assert_eq!(cache.get("A").as_deref(), Some(&b"late"[..]));
     }
 
     #[test]

@@ -216,7 +216,8 @@ impl Channel {
         if line.split_whitespace().nth(1) != Some("200") {
             return Err(PushError::Refused(line.trim_end().to_string()));
         }
-        while read_line(&mut reader, &mut line)? != "\r\n" {}
+        // The headers say nothing the protocol needs; the body starts after them.
+        while !read_line(&mut reader, &mut line)?.trim_end().is_empty() {}
 
         let (epoch, mut last) = match read_change(&mut reader, &mut line)? {
             ChangeLine::Hello { seq, epoch } => (epoch, seq),
