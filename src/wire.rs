@@ -352,6 +352,37 @@ pub struct Placements {
 mod tests {
     use super::*;
 
+    /// The change stream's three kinds of line, as the front-end parses them.
+    #[test]
+    fn change_lines_round_trip() {
+        let tux = ProductView {
+            name: "Tux".into(),
+            price: 25.99,
+            quantity: 79,
+        };
+        for (text, line) in [
+            (
+                r#"{"seq":3,"epoch":"00ff00ff00ff00ff"}"#,
+                ChangeLine::Hello {
+                    seq: 3,
+                    epoch: "00ff00ff00ff00ff".into(),
+                },
+            ),
+            (
+                r#"{"seq":4,"products":[{"name":"Tux","price":25.99,"quantity":79}]}"#,
+                ChangeLine::Change {
+                    seq: 4,
+                    products: vec![tux],
+                },
+            ),
+            (r#"{"seq":4}"#, ChangeLine::Heartbeat { seq: 4 }),
+        ] {
+            assert_eq!(serde_json::to_string(&line).unwrap(), text);
+            assert_eq!(serde_json::from_str::<ChangeLine>(text).unwrap(), line);
+        }
+        assert!(serde_json::from_str::<ChangeLine>(r#"{"epoch":"x"}"#).is_err());
+    }
+
     #[test]
     fn buy_bodies_table() {
         let ok: &[(&str, u64)] = &[

@@ -6,26 +6,25 @@
 
 mod common;
 
-use common::{eventually, Http, Metrics};
+use common::{eventually, host_port, Http, Metrics, Running};
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 use toystore::catalog::{self, CatalogConfig, BUILTIN_SEED};
-use toystore::http::{ServerConfig, ShutdownHandle};
+use toystore::http::ServerConfig;
 use toystore::wire::{ChangeLine, ProductView};
 
 /// How long a test waits for something that comes well before.
 const PATIENCE: Duration = Duration::from_secs(10);
 const ADMIN: &str = "adm";
 
-/// The catalog's `run` in a thread, on a fresh data directory; stopped when dropped.
+/// The catalog's `run` in a thread, alone, on a fresh data directory; stopped when
+/// dropped.
 struct Catalog {
-    addr: SocketAddr,
-    shutdown: ShutdownHandle,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    running: Running,
     _dir: tempfile::TempDir,
 }
 
@@ -43,33 +42,31 @@ impl Catalog {
             snapshot_every: 10_000,
         };
         tweak(&mut config);
-        let listener = toystore::http::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = ShutdownHandle::new();
-        let handle = shutdown.clone();
-        let thread = thread::spawn(move || catalog::run(config, listener, handle));
         Catalog {
-            addr,
-            shutdown,
-            thread: Some(thread),
+            running: Running::start("catalog", config, catalog::run),
             _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.running.url())
     }
 
     /// `GET /changes` on a new connection, with `authorization` if given.
     fn subscribe_with(&self, authorization: Option<&str>) -> Subscriber {
-        let mut socket = TcpStream::connect(self.addr).unwrap();
+        self.ask("GET", authorization)
+    }
+
+    /// `method /changes` on a new connection; the response's head read.
+    fn ask(&self, method: &str, authorization: Option<&str>) -> Subscriber {
+        let mut socket = TcpStream::connect(host_port(&self.running.url())).unwrap();
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
         let authorization = authorization
             .map(|value| format!("Authorization: {value}\r\n"))
             .unwrap_or_default();
         write!(
             socket,
-            "GET /changes HTTP/1.1\r\nHost: catalog\r\n{authorization}\r\n"
+            "{method} /changes HTTP/1.1\r\nHost: catalog\r\n{authorization}\r\n"
         )
         .unwrap();
         let mut reader = BufReader::new(socket);
@@ -99,26 +96,17 @@ impl Catalog {
         (subscriber, seq)
     }
 
-    /// Stops the catalog; `run` must return Ok within [`PATIENCE`].
-    fn stop(&mut self) {
-        self.shutdown.shutdown();
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        let (done, returned) = mpsc::channel();
-        thread::spawn(move || done.send(thread.join()));
-        let result = returned
+    /// Stops the catalog: its `run` must return Ok within [`PATIENCE`].
+    fn stop(self) {
+        let Catalog { mut running, _dir } = self;
+        let (done, stopped) = mpsc::channel();
+        thread::spawn(move || {
+            running.stop();
+            let _ = done.send(());
+        });
+        stopped
             .recv_timeout(PATIENCE)
-            .expect("run returns after a shutdown");
-        result.expect("run does not panic").expect("run returns Ok");
-    }
-}
-
-impl Drop for Catalog {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            self.stop();
-        }
+            .expect("run returns Ok after a shutdown");
     }
 }
 
@@ -168,9 +156,19 @@ impl Subscriber {
         serde_json::from_slice(&body).unwrap()
     }
 
-    /// Whether the catalog ends the stream before the read timeout.
+    /// Whether the catalog ends the stream within [`PATIENCE`] (heartbeats may come
+    /// first; they must not keep the test waiting for ever).
     fn ends(mut self) -> bool {
-        self.reader.read_to_end(&mut Vec::new()).is_ok()
+        let deadline = Instant::now() + PATIENCE;
+        let mut chunk = [0; 4096];
+        while Instant::now() < deadline {
+            match self.reader.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 
@@ -357,10 +355,30 @@ fn the_stream_requires_the_internal_token_when_one_is_set() {
 
 #[test]
 fn a_catalog_that_stops_ends_its_streams_and_run_returns() {
-    let mut catalog = Catalog::start(|_| {});
+    let catalog = Catalog::start(|_| {});
     let (subscriber, _) = catalog.subscribe();
     let (silent, _) = catalog.subscribe();
     catalog.stop();
     assert!(subscriber.ends(), "the stream ends when the catalog stops");
     assert!(silent.ends());
+}
+
+/// A HEAD gets the head alone and the connection closes: nothing subscribes.
+#[test]
+fn a_head_request_gets_the_head_and_no_stream() {
+    let catalog = Catalog::start(|_| {});
+    let head = catalog.ask("HEAD", None);
+    assert!(
+        head.head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        head.head
+    );
+    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(head.header("connection"), Some("close"));
+    let mut rest = [0; 256];
+    let mut reader = head.reader;
+    let read = reader.read(&mut rest).expect("closed, no stream");
+    assert_eq!(read, 0, "{}", String::from_utf8_lossy(&rest[..read]));
+    let metrics = Metrics::scrape(&Http::default(), &catalog.url(""));
+    assert_eq!(metrics.value("toystore_catalog_push_subscribers"), 0);
 }

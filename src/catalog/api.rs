@@ -4,8 +4,7 @@ use super::push::SubscribeError;
 use super::store::{Catalog, CatalogError, Product};
 use crate::http::auth::Access;
 use crate::http::envelope::{ErrorBody, Item};
-use crate::http::response::Handoff;
-use crate::http::{ApiError, Request, Response, Router};
+use crate::http::{ApiError, Handoff, Request, Response, Router};
 use crate::peer::batch;
 use crate::wire::{
     positive_quantity, BuyOutcome, BuyState, CatalogBuy, CatalogBuys, ListQuery, Lookup,

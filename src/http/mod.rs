@@ -4,7 +4,8 @@
 //! - [`server`]: listener, worker pool, idle-connection reactor, shutdown.
 //! - `conn`: one connection's read buffer and request loop (keep-alive, pipelining).
 //! - [`request`] / [`body`]: parsing the head (httparse) and the body framing.
-//! - [`response`]: responses and their framing. [`router`]: paths to handlers.
+//! - [`response`]: responses and their framing, and [`Handoff`]: a response after
+//!   whose head the connection is handed over (a stream). [`router`]: paths to handlers.
 //! - [`error`]: [`ApiError`], the only thing a failure becomes on the wire.
 //! - [`envelope`]: the contract's JSON envelope every body is wrapped in.
 //! - [`metrics`]: Prometheus counters.
@@ -27,6 +28,6 @@ pub mod server;
 pub use error::ApiError;
 pub use limits::Limits;
 pub use request::Request;
-pub use response::Response;
+pub use response::{Handoff, Response};
 pub use router::{HandlerResult, Params, Router};
 pub use server::{bind, serve, MetricsExtra, Server, ServerConfig, ServerOptions, ShutdownHandle};

@@ -37,8 +37,8 @@ pub struct Running {
 
 impl Running {
     /// Binds port 0, calls `run` with the listener in a new thread, and waits until
-    /// the service answers `GET /health` with 200.
-    fn start<C: Send + 'static>(
+    /// the service answers `GET /health` with 200 (alone, for a test of one service).
+    pub fn start<C: Send + 'static>(
         name: &'static str,
         config: C,
         run: fn(C, TcpListener, ShutdownHandle) -> io::Result<()>,
@@ -97,7 +97,7 @@ impl Running {
     /// Stops the service; fails the test unless its `run` returned `Ok` and the port
     /// is closed.
     #[track_caller]
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Err(e) = self.join() {
             panic!("{}: run did not return Ok after a shutdown: {e}", self.name);
         }

@@ -52,7 +52,7 @@ mod stack;
 mod wait;
 
 pub use http::{unique, Http};
-pub use inproc::Builder;
+pub use inproc::{Builder, Running};
 pub use metrics::Metrics;
 pub use raw::{
     closed, connect, connect_with_timeout, expect_response, host_port, raw, raw_ok,
