@@ -277,11 +277,7 @@ pub fn run(
 
 /// One line on stderr per run, as the sweep goes.
 fn progress_line(point: &Point) {
-    let ms = |op| {
-        point
-            .latency(op)
-            .map_or("-".to_string(), |l| format!("{:.2}", l.p50 as f64 / 1000.0))
-    };
+    let p50 = |op| point.latency(op).map_or("-".to_string(), |l| ms(l.p50));
     let hits = point
         .hit_ratio()
         .map_or(String::new(), |r| format!(", {:.0} % hits", r * 100.0));
@@ -289,8 +285,8 @@ fn progress_line(point: &Point) {
     eprintln!(
         "eval: {}: query p50 {} ms, buy p50 {} ms, {:.0} req/s{hits}, {} failed{}{}",
         point.label(),
-        ms(Op::Query),
-        ms(Op::Buy),
+        p50(Op::Query),
+        p50(Op::Buy),
         point.throughput().unwrap_or(0.0),
         point.stats.failures(),
         if gaps.is_empty() { "" } else { "; " },
@@ -434,7 +430,7 @@ fn write_plots(
     args: &EvalArgs,
     columns: &[Column],
 ) -> Result<Vec<Plot>, ClientError> {
-    let ms = |us: u64| us as f64 / 1000.0;
+    let millis = |us: u64| us as f64 / 1000.0;
     let several_counts = args.clients_list.len() > 1;
     // A line per client count and front-end, named by what tells them apart.
     let groups: Vec<(usize, usize, String)> = args
@@ -466,8 +462,8 @@ fn write_plots(
             for pt in in_group(*clients, *column) {
                 match pt.latency(op) {
                     Some(l) => {
-                        p50.push((pt.p, ms(l.p50)));
-                        p99.push((pt.p, ms(l.p99)));
+                        p50.push((pt.p, millis(l.p50)));
+                        p99.push((pt.p, millis(l.p99)));
                     }
                     None => left_out.push(pt.label()),
                 }
@@ -516,7 +512,7 @@ fn write_plots(
                 .filter(|((_, c), _)| *c == column)
                 .filter_map(|(&(clients, _), stats)| {
                     let s = stats.ops.get(&op).filter(|s| !s.latency.is_empty())?;
-                    Some((clients as f64, ms(pick(&Latency::of(&s.latency)))))
+                    Some((clients as f64, millis(pick(&Latency::of(&s.latency)))))
                 })
                 .collect(),
             color: column * 2 + usize::from(op == Op::Buy),
