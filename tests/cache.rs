@@ -45,10 +45,11 @@ fn counter(http: &Http, front: &str, name: &str) -> u64 {
     cache_health(http, front)[name].as_u64().expect(name)
 }
 
-/// Waits until the front-end at `front` serves from its cache.
-fn wait_push_up(http: &Http, front: &str) {
-    eventually("the push channel to be up", PATIENCE, || {
-        (cache_health(http, front)["push"] == "up").then_some(())
+/// Waits until the front-end at `front` says its push channel is `state` (`up`: it
+/// serves from its cache).
+fn wait_push(http: &Http, front: &str, state: &str) {
+    eventually(&format!("the push channel to be {state}"), PATIENCE, || {
+        (cache_health(http, front)["push"] == state).then_some(())
     });
 }
 
@@ -70,6 +71,19 @@ fn cached(http: &Http, front: &str, name: &str) {
     );
 }
 
+/// Starts another front-end of `s`, caching 4 products, that reaches the catalog (its
+/// push channel included) through a [`PushProxy`], once its push channel is up.
+fn behind_a_proxy(s: &mut Stack) -> (PushProxy, String) {
+    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
+    let catalog = proxy.peer();
+    let front = s.start_frontend(move |config| {
+        config.cache_size = 4;
+        config.catalog = catalog;
+    });
+    wait_push(&s.http, &front, "up");
+    (proxy, front)
+}
+
 fn admin_put(http: &Http, base: &str, name: &str, body: &str) -> Value {
     http.put(&format!("{base}/products/{name}"), body, Some(TEST_TOKEN))
         .ok()
@@ -81,7 +95,7 @@ fn health_metrics_and_the_cache_listing_count_hits_misses_and_evictions() {
     let s = stack(3);
     let http = &s.http;
     let front = s.front.as_str();
-    wait_push_up(http, front);
+    wait_push(http, front, "up");
     let start = cache_health(http, front);
     assert_eq!(start["capacity"], 3);
     assert_eq!(start["entries"], 0);
@@ -90,20 +104,23 @@ fn health_metrics_and_the_cache_listing_count_hits_misses_and_evictions() {
     let health = cache_health(http, front);
     assert!(health["misses"].as_u64() > start["misses"].as_u64());
     assert_eq!(health["entries"], 1);
-    for name in ["P1", "P2"] {
-        cached(http, front, name);
-    }
-    // P0 is used again, so P1 is now the least recently used: P3 evicts it.
-    cached(http, front, "P0");
-    cached(http, front, "P3");
-    let listing = s.get("/cache");
-    let names: Vec<&str> = listing.ok()["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["P3", "P0", "P2"]);
+    // P0 is used again after P1 and P2, so P1 is then the least recently used: P3
+    // evicts it. Whatever the cache held before, these five leave the same order; they
+    // run again if the push channel dropped meanwhile (a stalled machine), which
+    // empties the cache.
+    let listing = eventually("P3, P0 and P2 cached, in that order", PATIENCE, || {
+        for name in ["P1", "P2", "P0", "P3"] {
+            cached(http, front, name);
+        }
+        let listing = s.get("/cache");
+        let names: Vec<&str> = listing.ok()["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        (names == ["P3", "P0", "P2"]).then_some(listing)
+    });
     assert_eq!(listing.ok()["capacity"], 3);
     let health = cache_health(http, front);
     assert_eq!(health["entries"], 3);
@@ -147,14 +164,9 @@ fn with_the_cache_off_every_query_is_a_miss() {
 #[test]
 fn a_write_through_a_front_end_shows_at_once_in_its_next_answer() {
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
+    let (proxy, front) = behind_a_proxy(&mut s);
     proxy.set_delay(Duration::from_millis(400));
-    let front = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
     let http = &s.http;
-    wait_push_up(http, &front);
 
     cached(http, &front, "P1");
     let quantity = product(http, &front, "P1")["quantity"].as_u64().unwrap();
@@ -181,7 +193,7 @@ fn a_change_through_one_front_end_shows_through_another() {
     let other = s.start_frontend(|config| config.cache_size = 4);
     let http = &s.http;
     let catalog = s.catalog.clone().unwrap();
-    wait_push_up(http, &other);
+    wait_push(http, &other, "up");
     cached(http, &other, "P2");
 
     s.buy_ok("P2", 4);
@@ -200,22 +212,14 @@ fn a_change_through_one_front_end_shows_through_another() {
 #[test]
 fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resubscribes() {
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
-    let front = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
-    let http = &s.http;
-    let catalog = s.catalog.clone().unwrap();
-    wait_push_up(http, &front);
+    let (proxy, front) = behind_a_proxy(&mut s);
+    let (http, catalog) = (&s.http, s.catalog.clone().unwrap());
     cached(http, &front, "P3");
     let subscriptions = proxy.subscriptions();
 
     // Cut mid-stream, and keep it cut: the front-end must not serve what it cached.
     proxy.cut(true);
-    eventually("the front-end to notice the loss", PATIENCE, || {
-        (cache_health(http, &front)["push"] == "down").then_some(())
-    });
+    wait_push(http, &front, "down");
     assert_eq!(cache_health(http, &front)["entries"], 0);
     let changed = admin_put(http, &catalog, "P3", r#"{"price":77.5,"quantity":7}"#);
     for _ in 0..3 {
@@ -226,7 +230,7 @@ fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resu
 
     // Let it back: it subscribes again and serves from its cache, fresh.
     proxy.allow();
-    wait_push_up(http, &front);
+    wait_push(http, &front, "up");
     assert!(proxy.subscriptions() > subscriptions);
     cached(http, &front, "P3");
     assert_eq!(product(http, &front, "P3"), changed);
@@ -236,6 +240,27 @@ fn a_front_end_that_lost_the_push_channel_answers_what_the_catalog_says_and_resu
         PATIENCE,
         || (product(http, &front, "P3") == again).then_some(()),
     );
+}
+
+/// A push channel that stays open but goes silent (a stalled catalog or network)
+/// counts as lost too.
+#[test]
+fn a_front_end_whose_push_channel_goes_silent_stops_serving_from_its_cache() {
+    let mut s = stack(4);
+    let (proxy, front) = behind_a_proxy(&mut s);
+    let (http, catalog) = (&s.http, s.catalog.clone().unwrap());
+    cached(http, &front, "P4");
+
+    // Held, not closed: only the silence tells.
+    proxy.set_delay(Duration::from_secs(3600));
+    wait_push(http, &front, "down");
+    let changed = admin_put(http, &catalog, "P4", r#"{"quantity":44}"#);
+    assert_eq!(product(http, &front, "P4"), changed);
+
+    proxy.set_delay(Duration::ZERO);
+    wait_push(http, &front, "up");
+    cached(http, &front, "P4");
+    assert_eq!(product(http, &front, "P4"), changed);
 }
 
 /// Buys, admin updates and queries from several threads through two front-ends (one
@@ -249,16 +274,12 @@ fn randomized_buys_updates_and_queries_through_two_front_ends_end_equal_to_the_c
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("randomized cache test: seed {seed} (TOYSTORE_SEED={seed} replays it)");
     let mut s = stack(4);
-    let proxy = PushProxy::start(s.catalog.as_deref().unwrap());
-    let second = s.start_frontend(|config| {
-        config.cache_size = 4;
-        config.catalog = proxy.peer();
-    });
+    let (proxy, second) = behind_a_proxy(&mut s);
     let fronts = [s.front.clone(), second];
     let catalog = s.catalog.clone().unwrap();
     let http = &s.http;
     for front in &fronts {
-        wait_push_up(http, front);
+        wait_push(http, front, "up");
     }
 
     const THREADS: u64 = 4;
@@ -304,7 +325,7 @@ fn randomized_buys_updates_and_queries_through_two_front_ends_end_equal_to_the_c
         .collect();
     let truth_of = |name: &str| &truth.iter().find(|(n, _)| n == name).unwrap().1;
     for front in &fronts {
-        wait_push_up(http, front);
+        wait_push(http, front, "up");
         assert!(
             counter(http, front, "hits") > 0,
             "{front} never answered from its cache"
@@ -453,10 +474,17 @@ impl ProxyShared {
         });
         let mut writer = client;
         for (read_at, chunk) in delayed {
-            let due = read_at + *self.delay.lock().unwrap();
-            // Network latency, simulated: this wait synchronises nothing.
-            thread::sleep(due.saturating_duration_since(Instant::now()));
-            if writer.write_all(&chunk).is_err() {
+            // Network latency, simulated (this wait synchronises nothing), in short
+            // steps so that a new delay or the proxy's end applies at once.
+            loop {
+                let due = read_at + *self.delay.lock().unwrap();
+                let left = due.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                thread::sleep(left.min(Duration::from_millis(20)));
+            }
+            if self.closed.load(Ordering::SeqCst) || writer.write_all(&chunk).is_err() {
                 break;
             }
         }

@@ -168,12 +168,7 @@ fn query(
     name: &str,
 ) -> HandlerResult {
     if let Some(body) = frontend.cache.get(name) {
-        return Ok(Response {
-            status: 200,
-            headers: Vec::new(),
-            body,
-            content_type: "application/json",
-        });
+        return Ok(relay(Reply { status: 200, body }));
     }
     let ticket = frontend.cache.begin_fill();
     let deadline = frontend.catalog.deadline(request.started);
