@@ -242,17 +242,15 @@ fn eval_sets_cache_on_and_off_side_by_side_with_a_timeline() {
     }
 
     let svg = |file: &str| std::fs::read_to_string(out.path().join(file)).unwrap();
-    let latency = svg("query_latency_vs_p.svg");
-    for label in [
-        "cache on p50",
-        "cache off p50",
-        "cache on p99",
-        "cache off p99",
+    for (file, what) in [
+        ("query_latency_vs_p.svg", "p50"),
+        ("query_p99_vs_p.svg", "p99"),
     ] {
-        assert!(
-            latency.contains(label),
-            "{label} missing from the query plot"
-        );
+        let latency = svg(file);
+        for side in ["cache on", "cache off"] {
+            let label = format!("{side} {what}");
+            assert!(latency.contains(&label), "{label} missing from {file}");
+        }
     }
     assert!(svg("hit_ratio_vs_p.svg").contains("hit ratio"));
     // A row per toy, a bar for each stretch a toy was cached, a mark per cached run.

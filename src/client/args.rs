@@ -86,7 +86,7 @@ pub enum Command {
     /// with --uncached-front, against a second front-end on the same backends
     /// started with --cache-size 0, one after the other at each point. Writes
     /// DIR/report.md (setup, cache on vs off, hit ratios, tables) with SVG plots:
-    /// query and buy latency vs p, the hit ratio, which products were cached over
+    /// query and buy latency vs p (median and p99), the hit ratio, which products were cached over
     /// time (GET /cache every 100 ms), and with several client counts latency and
     /// throughput vs clients. Before each run every toy is restocked, which needs
     /// the admin token (ADMIN_TOKEN), unless --no-restock.

@@ -454,33 +454,34 @@ fn write_plots(
             .iter()
             .filter(move |pt| pt.clients == clients && pt.column == column)
     };
-    let vs_p = |op: Op| -> (Vec<Series>, Vec<String>) {
+    // One chart per operation and percentile: on one scale the p99s flatten the
+    // medians, which are what the cache moves.
+    let vs_p = |file: &'static str, op: Op, noun: &str, what: &str, pick: fn(&Latency) -> u64| {
         let mut left_out = Vec::new();
         let mut series = Vec::new();
         for (color, (clients, column, name)) in groups.iter().enumerate() {
-            let (mut p50, mut p99) = (Vec::new(), Vec::new());
+            let mut line = Vec::new();
             for pt in in_group(*clients, *column) {
                 match pt.latency(op) {
-                    Some(l) => {
-                        p50.push((pt.p, millis(l.p50)));
-                        p99.push((pt.p, millis(l.p99)));
-                    }
+                    Some(l) => line.push((pt.p, millis(pick(&l)))),
                     None => left_out.push(pt.label()),
                 }
             }
-            for (pick, line, dashed) in [("p50", p50, false), ("p99", p99, true)] {
-                series.push(Series {
-                    label: format!("{name} {pick}").trim().to_string(),
-                    points: line,
-                    color,
-                    dashed,
-                });
-            }
+            series.push(Series {
+                label: format!("{name} {what}").trim().to_string(),
+                points: line,
+                color,
+                dashed: false,
+            });
         }
-        (series, left_out)
+        let chart = Chart {
+            title: format!("{noun} latency ({what}) vs buy probability"),
+            x_label: "buy probability p".into(),
+            y_label: format!("{op} latency, {what} (ms)"),
+            series,
+        };
+        (file, chart, None, left_out)
     };
-    let (query_by_p, query_left_out) = vs_p(Op::Query);
-    let (buy_by_p, buy_left_out) = vs_p(Op::Buy);
     let hit_ratio = groups
         .iter()
         .enumerate()
@@ -565,28 +566,12 @@ fn write_plots(
     let no_cache = (!columns.iter().any(Column::caches))
         .then(|| "no front-end of the sweep reports a cache".to_string());
     let charts = [
-        (
-            "query_latency_vs_p.svg",
-            Chart {
-                title: "Query latency vs buy probability (p50 solid, p99 dashed)".into(),
-                x_label: "buy probability p".into(),
-                y_label: "query latency (ms)".into(),
-                series: query_by_p,
-            },
-            None,
-            query_left_out,
-        ),
-        (
-            "buy_latency_vs_p.svg",
-            Chart {
-                title: "Buy latency vs buy probability (p50 solid, p99 dashed)".into(),
-                x_label: "buy probability p".into(),
-                y_label: "buy latency (ms)".into(),
-                series: buy_by_p,
-            },
-            None,
-            buy_left_out,
-        ),
+        vs_p("query_latency_vs_p.svg", Op::Query, "Query", "p50", |l| {
+            l.p50
+        }),
+        vs_p("query_p99_vs_p.svg", Op::Query, "Query", "p99", |l| l.p99),
+        vs_p("buy_latency_vs_p.svg", Op::Buy, "Buy", "p50", |l| l.p50),
+        vs_p("buy_p99_vs_p.svg", Op::Buy, "Buy", "p99", |l| l.p99),
         (
             "hit_ratio_vs_p.svg",
             Chart {
