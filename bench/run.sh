@@ -14,7 +14,11 @@
 # each hop alone (catalog queried directly; the order service bought from directly),
 # queries through the front-end at 1,000 connections, and each service's RSS at
 # rest, at its peak over the 1/16/64-connection runs through the front-end, and at its
-# peak after everything (VmHWM).
+# peak after everything (VmHWM). The toystore rows are with the front-end's cache on
+# (its default size; the queries all ask for Tux, so they are hits); beside them, a
+# second front-end on the same catalog and order service with its cache off
+# (CACHE_SIZE=0) answers the same queries at 1, 16, 64 and 1,000 connections: the
+# toystore-uncached rows.
 #
 # Output, in a new directory bench/results/<UTC date and time>-<commit>/ (RESULTS sets
 # another; an existing one is never overwritten): raw/roundN-LABEL.txt (bench.sh lines),
@@ -87,6 +91,7 @@ cat "$results/env.txt"
 
 # --- our stack, started the way up.sh starts the peers (same pids file format)
 toy_data=/tmp/peers-toystore-$base
+uncached=$((base + 3)) # the front-end with its cache off
 toystore_up() {
     rm -rf "$toy_data"
     mkdir -p "$toy_data"
@@ -103,14 +108,19 @@ toystore_up() {
     setsid "$bin/frontend" --listen 127.0.0.1:$f --catalog 127.0.0.1:$c --order 127.0.0.1:$o \
         > "$toy_data/frontend.log" 2>&1 < /dev/null &
     echo "$! frontend" >> "$toy_data/pids"
+    CACHE_SIZE=0 setsid "$bin/frontend" --listen 127.0.0.1:$uncached --catalog 127.0.0.1:$c \
+        --order 127.0.0.1:$o > "$toy_data/frontend-uncached.log" 2>&1 < /dev/null &
+    echo "$! frontend-uncached" >> "$toy_data/pids"
     for _ in $(seq 300); do
-        curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$f/products/Tux" 2>/dev/null && return 0
+        curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$f/products/Tux" 2>/dev/null &&
+            curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$uncached/products/Tux" 2>/dev/null &&
+            return 0
         sleep 0.1
     done
     echo "bench: toystore did not come up; logs in $toy_data" >&2
     return 1
 }
-toystore_down() { # front-end first, then the others after in-flight buys drain
+toystore_down() { # front-ends first, then the others after in-flight buys drain
     local pid label
     tac "$toy_data/pids" | while read -r pid label; do
         kill -TERM "$pid" 2>/dev/null || true
@@ -144,6 +154,8 @@ for r in $(seq "$rounds"); do
             bench "http://127.0.0.1:$((base + 1))" toystore-catalog-alone WORKLOADS=query PIDFILE="$toy_data/pids"
             bench "http://127.0.0.1:$((base + 2))" toystore-order-alone WORKLOADS=buy PIDFILE="$toy_data/pids"
             bench "http://127.0.0.1:$base" toystore-c1000 WORKLOADS=query CONNS=1000 THREADS=2 PIDFILE="$toy_data/pids"
+            bench "http://127.0.0.1:$uncached" toystore-uncached WORKLOADS=query PIDFILE="$toy_data/pids"
+            bench "http://127.0.0.1:$uncached" toystore-uncached-c1000 WORKLOADS=query CONNS=1000 THREADS=2 PIDFILE="$toy_data/pids"
             rss "round$r-peak" >> "$results/rss.txt"
             toystore_down
             ;;

@@ -164,6 +164,11 @@ pub struct LauncherArgs {
     /// Prefer the environment: a flag shows in `ps`.
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// Also start a second front-end on this port, on the same catalog and order
+    /// service, with its cache off (`CACHE_SIZE=0`): the uncached side of `client
+    /// eval --uncached-front 127.0.0.1:PORT`.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub uncached_front_port: Option<u16>,
 }
 
 /// The catalog service.

@@ -33,6 +33,16 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// How long a service may take to stop after SIGTERM before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
+/// A service to start: its name in messages, the role it runs, its port, its flags
+/// and environment.
+struct Start {
+    name: &'static str,
+    role: &'static str,
+    port: u16,
+    flags: Vec<String>,
+    envs: Vec<(&'static str, &'static str)>,
+}
+
 struct Service {
     name: &'static str,
     port: u16,
@@ -42,8 +52,9 @@ struct Service {
 /// Bytes of randomness in a generated internal token: 256 bits.
 const TOKEN_BYTES: usize = 32;
 
-/// Starts catalog, order and front-end; stops them on SIGINT, SIGTERM or SIGHUP, or
-/// when one dies.
+/// Starts catalog, order and front-end (and, with `--uncached-front-port`, a second
+/// front-end with its cache off); stops them on SIGINT, SIGTERM or SIGHUP, or when
+/// one dies.
 pub fn run(args: LauncherArgs) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
@@ -67,34 +78,60 @@ pub fn run(args: LauncherArgs) -> ExitCode {
     };
     let catalog_url = format!("http://127.0.0.1:{CATALOG_PORT}");
     let order_url = format!("http://127.0.0.1:{ORDER_PORT}");
-    let plan: [(&'static str, u16, Vec<String>); 3] = [
-        ("catalog", CATALOG_PORT, vec![]),
-        (
+    let front_peers = vec![
+        "--catalog".into(),
+        catalog_url.clone(),
+        "--order".into(),
+        order_url,
+    ];
+    let start = |name, role, port, flags: Vec<String>| Start {
+        name,
+        role,
+        port,
+        flags,
+        envs: vec![],
+    };
+    let mut plan = vec![
+        start("catalog", "catalog", CATALOG_PORT, vec![]),
+        start(
+            "order",
             "order",
             ORDER_PORT,
-            vec!["--catalog".into(), catalog_url.clone()],
+            vec!["--catalog".into(), catalog_url],
         ),
-        (
-            "frontend",
-            FRONT_PORT,
-            vec!["--catalog".into(), catalog_url, "--order".into(), order_url],
-        ),
+        start("frontend", "frontend", FRONT_PORT, front_peers.clone()),
     ];
+    if let Some(port) = args.uncached_front_port {
+        // Started last, so stopped first, like the other front-end. The environment
+        // rather than a flag: it overrides a CACHE_SIZE the launcher was given.
+        plan.push(Start {
+            envs: vec![("CACHE_SIZE", "0")],
+            ..start("uncached frontend", "frontend", port, front_peers)
+        });
+    }
     let admin_token = args
         .admin_token
         .or_else(|| std::env::var("ADMIN_TOKEN").ok())
         .filter(|token| !token.is_empty());
     let mut running: Vec<Service> = Vec::new();
-    for (name, port, extra) in plan {
+    for Start {
+        name,
+        role,
+        port,
+        flags,
+        envs,
+    } in plan
+    {
         let spawned = lifeline.try_clone().and_then(|stdin| {
             let mut command = Command::new(&exe);
             command
-                .arg(name)
+                .arg(role)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--stop-when-stdin-closes")
-                .args(extra)
+                .args(flags)
                 .env("INTERNAL_TOKEN", &token)
+                .envs(envs)
                 .stdin(Stdio::from(stdin))
                 .process_group(0);
             // The allocator setting, from the start: no service runs itself again for it.
@@ -124,13 +161,19 @@ pub fn run(args: LauncherArgs) -> ExitCode {
         None => "off (start with --admin-token or ADMIN_TOKEN set to allow PUT /products/{name})"
             .to_string(),
     };
+    let uncached = args.uncached_front_port.map_or(String::new(), |port| {
+        format!(
+            "  cache off: http://127.0.0.1:{port} (the same stack, uncached)\n  \
+             eval:   ADMIN_TOKEN=<admin token> cargo run --release --bin client -- eval --uncached-front 127.0.0.1:{port} --out eval/\n"
+        )
+    });
     logging::info(format!(
         "\ntoystore is up: http://127.0.0.1:{FRONT_PORT}\n  \
          try:    curl http://127.0.0.1:{FRONT_PORT}/products/Tux\n  \
          buy:    curl -X POST -H 'Content-Type: application/json' -d '{{\"name\":\"Tux\",\"quantity\":1}}' http://127.0.0.1:{FRONT_PORT}/orders\n  \
          admin:  {admin}\n  \
-         client: cargo run --release --bin client -- query Tux --requests 5\n\
-         Ctrl-C stops all three.\n"
+         client: cargo run --release --bin client -- query Tux --requests 5\n{uncached}\
+         Ctrl-C stops them all.\n"
     ));
 
     let died = wait_for_signal_or_death(signals, &mut running);

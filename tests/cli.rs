@@ -342,8 +342,20 @@ impl Launcher {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        launcher.services = procfs::children_of(launcher.child.id());
-        assert_eq!(launcher.services.len(), 3, "the launcher's children");
+        // A second front-end, when asked for, starts after the first answers.
+        let expected = if args.contains(&"--uncached-front-port") {
+            4
+        } else {
+            3
+        };
+        loop {
+            launcher.services = procfs::children_of(launcher.child.id());
+            if launcher.services.len() >= expected || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(launcher.services.len(), expected, "the launcher's children");
         Some(launcher)
     }
 
@@ -434,6 +446,53 @@ fn the_launcher_starts_the_stack_and_ctrl_c_stops_it() {
             "port {port} still answers after the launcher stopped"
         );
     }
+}
+
+/// Issue 13: the evaluation compares the cache on and off on one stack. With
+/// `--uncached-front-port` the launcher starts a second front-end there, with its cache
+/// off whatever CACHE_SIZE the first gets, on the same catalog and order service; Ctrl-C
+/// stops it with the rest.
+#[test]
+fn the_launcher_starts_an_uncached_front_end_beside_the_cached_one() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let Some(mut launcher) = Launcher::start_with(
+        "the_launcher_starts_an_uncached_front_end_beside_the_cached_one",
+        &["--uncached-front-port", &port],
+        &[("CACHE_SIZE", "3")],
+    ) else {
+        return;
+    };
+    let http = Http::default();
+    let (cached, uncached) = (
+        "http://127.0.0.1:6060".to_string(),
+        format!("http://127.0.0.1:{port}"),
+    );
+    let capacity = |front: &str| {
+        common::eventually("the front-end to answer", Duration::from_secs(15), || {
+            let health = http.try_get(&format!("{front}/health")).ok()?;
+            (health.status == 200).then(|| health.json["data"]["cache"]["capacity"].clone())
+        })
+    };
+    assert_eq!(capacity(&cached), 3);
+    assert_eq!(capacity(&uncached), 0);
+    // One order service behind both.
+    let r = http.post(
+        &format!("{uncached}/orders"),
+        r#"{"name":"Tux","quantity":1}"#,
+    );
+    let number = common::order_number(&r);
+    let r = http.get(&format!("{cached}/orders/{number}"));
+    assert_eq!(r.ok()["name"], "Tux", "{r:?}");
+    launcher.signal("INT");
+    let status = exit_within(&mut launcher.child, Duration::from_secs(20))
+        .expect("the launcher did not stop on SIGINT");
+    assert!(status.success(), "the launcher exited with {status}");
+    launcher.assert_services_gone("SIGINT to the launcher");
 }
 
 /// Issue 11, finding 10: a closed terminal (SIGHUP) left the services running, in

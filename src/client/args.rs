@@ -80,13 +80,19 @@ pub enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// The lab's evaluation: sweep client counts and buy probabilities.
+    /// The lab's evaluation: sweep buy probabilities (and client counts), cache on and off.
     ///
-    /// Runs random mode at every client count and every p against a running
-    /// front-end and writes DIR/report.md (setup and tables) with SVG plots:
-    /// query and buy latency vs p, latency vs clients, throughput vs clients.
-    /// Before each point every toy is restocked, which needs the admin token
-    /// (ADMIN_TOKEN), unless --no-restock.
+    /// Runs random mode at every client count and every p against --front and,
+    /// with --uncached-front, against a second front-end on the same backends
+    /// started with --cache-size 0, one after the other at each point. Writes
+    /// DIR/report.md (setup, cache on vs off, hit ratios, tables) with SVG plots:
+    /// query and buy latency vs p (median and p99), the hit ratio, which products were cached over
+    /// time (GET /cache every 100 ms), and with several client counts latency and
+    /// throughput vs clients. Before each run every toy is restocked, which needs
+    /// the admin token (ADMIN_TOKEN), unless --no-restock.
+    ///
+    /// `toystore --uncached-front-port 6061` starts the stack with both front-ends;
+    /// then `client eval --uncached-front 127.0.0.1:6061 --out eval/` is the lab's Part 4.
     Eval(EvalArgs),
 }
 
@@ -156,9 +162,17 @@ pub struct EvalArgs {
     #[arg(long, value_name = "P,...", value_delimiter = ',', default_value = "0,0.2,0.4,0.6,0.8", value_parser = parse_probability)]
     pub ps: Vec<f64>,
 
-    /// Client counts to try, comma-separated.
-    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1,2,3,4,5", value_parser = parse_clients)]
+    /// Client counts to try, comma-separated (the lab's Part 4 runs 5).
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "5", value_parser = parse_clients)]
     pub clients_list: Vec<usize>,
+
+    /// A second front-end on the same catalog and order service, started with
+    /// `--cache-size 0`: each point then runs on --front (cache on) and on this one
+    /// (cache off), and the report sets them side by side. Both front-ends' /health
+    /// is read first, and a cached --front with capacity 0, or an uncached one
+    /// that caches, is refused.
+    #[arg(long, value_name = "ADDR", env = "UNCACHED_FRONT", value_parser = parse_front)]
+    pub uncached_front: Option<PeerAddr>,
 
     /// Rounds per session at each point of the sweep.
     #[arg(long, short = 'r', visible_alias = "times", value_name = "N", default_value_t = 200, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
@@ -350,6 +364,9 @@ mod tests {
             &["eval"],
             &["eval", "--out", "x", "--ps", "0,2"],
             &["eval", "--out", "x", "--restock", "100"],
+            &["eval", "--out", "x", "--uncached-front", "https://x:1"],
+            &["eval", "--out", "x", "--uncached-front", ""],
+            &["eval", "--out", "x", "--clients-list", "0"],
         ];
         for args in bad {
             assert!(parse(args).is_err(), "{args:?} was accepted");
@@ -396,5 +413,19 @@ mod tests {
         };
         assert_eq!(eval.stop(), Stop::Requests(200));
         assert_eq!((eval.ps, eval.clients_list), (vec![0.0, 0.5], vec![1, 3]));
+    }
+
+    #[test]
+    fn eval_defaults_to_the_labs_part_4_sweep() {
+        let cli = parse(&["eval", "--out", "x", "--uncached-front", "localhost:6061"]).unwrap();
+        let Command::Eval(eval) = cli.command else {
+            panic!("not eval")
+        };
+        assert_eq!(eval.clients_list, vec![5]);
+        assert_eq!(eval.ps, vec![0.0, 0.2, 0.4, 0.6, 0.8]);
+        assert_eq!(
+            eval.uncached_front.map(|f| f.url().to_string()),
+            Some("http://localhost:6061".to_string())
+        );
     }
 }

@@ -18,8 +18,9 @@ use super::args::{EvalArgs, Stop, MAX_DURATION_SECS};
 use super::load::{self, Mode, Plan};
 use super::plot::{self, Chart, Series};
 use super::report::Latency;
-use super::session::{ErrorKind, Session};
+use super::session::{CacheCounters, ErrorKind, Session};
 use super::stats::{Op, OpStats, Stats};
+use super::watch::{self, Watch, POLL_EVERY};
 use super::{toy_names, ClientError};
 use crate::peer::PeerAddr;
 
@@ -32,23 +33,64 @@ const RETRIES: u32 = 3;
 const DURATION_RESTOCK: u64 = 1_000_000_000;
 const _: () = assert!(DURATION_RESTOCK as f64 / MAX_DURATION_SECS > 270_000.0);
 
-/// One (clients, p) point of the sweep.
+/// A front-end the sweep measures, and what its cache was at the start.
+struct Column {
+    /// Its address.
+    front: PeerAddr,
+    /// Its cache's capacity; `None` when its `/health` reports no cache.
+    capacity: Option<u64>,
+}
+
+impl Column {
+    /// How the report names it.
+    fn name(&self) -> &'static str {
+        match self.capacity {
+            Some(0) => "cache off",
+            Some(_) => "cache on",
+            None => "no cache",
+        }
+    }
+
+    fn caches(&self) -> bool {
+        self.capacity.is_some_and(|c| c > 0)
+    }
+}
+
+/// One run of the sweep: a (clients, p) point on one front-end.
 struct Point {
     /// Concurrent sessions.
     clients: usize,
     /// Buy probability.
     p: f64,
+    /// Which front-end ([`Column`]) it ran on.
+    column: usize,
+    /// The front-end's name when the sweep compares two, for labels.
+    tag: Option<&'static str>,
     /// What the run measured.
     stats: Stats,
     /// Why the restock before this point failed, if it did.
     restock_failed: Option<String>,
+    /// How the front-end's cache counters moved over the run (capacity and
+    /// entries as after it); `None` without a cache or when `/health` failed.
+    cache: Option<CacheCounters>,
+    /// What `GET /cache` showed over the run, on a front-end that caches.
+    watch: Option<Watch>,
 }
 
 impl Point {
     /// How the report names the point.
     fn label(&self) -> String {
         let s = if self.clients == 1 { "" } else { "s" };
-        format!("{} client{s} at p = {}", self.clients, self.p)
+        let tag = self.tag.map_or(String::new(), |t| format!(", {t}"));
+        format!("{} client{s} at p = {}{tag}", self.clients, self.p)
+    }
+
+    /// The share of the run's queries answered from the cache.
+    fn hit_ratio(&self) -> Option<f64> {
+        let c = self
+            .cache
+            .filter(|c| c.capacity > 0 && c.hits + c.misses > 0)?;
+        Some(c.hits as f64 / (c.hits + c.misses) as f64)
     }
 
     /// Why a series has no value at this point, one sentence each; empty when the
@@ -135,8 +177,8 @@ fn restock_token(args: &EvalArgs) -> Result<Option<&str>, ClientError> {
     }
 }
 
-/// Runs the sweep against `front` and writes the report; `Ok` holds how many
-/// requests failed over the whole sweep.
+/// Runs the sweep against `front` (and `--uncached-front`) and writes the report;
+/// `Ok` holds how many requests failed over the whole sweep.
 pub fn run(
     front: &PeerAddr,
     args: &EvalArgs,
@@ -145,72 +187,193 @@ pub fn run(
 ) -> Result<u64, ClientError> {
     let token = restock_token(args)?;
     let names = toy_names(front, timeout)?;
+    let columns = columns(front, args, timeout, &names)?;
     fs::create_dir_all(&args.out).map_err(|e| output_error(&args.out, e))?;
+    let compared = columns.len() > 1;
     let mut points: Vec<Point> = Vec::new();
     for &clients in &args.clients_list {
         for &p in &args.ps {
-            let mut restock_failed = None;
-            if let Some(token) = token {
-                let stock = restock_level(args, clients);
-                match restock(front, timeout, &names, stock, token) {
-                    Ok(()) => {}
-                    // The first restock failing is a setup error (a wrong token, most
-                    // likely); a later one costs that point, and the report says so.
-                    Err(why) if points.is_empty() => return Err(ClientError::Restock(why)),
-                    Err(why) => {
-                        eprintln!("eval: {why}");
-                        restock_failed = Some(why);
+            // Both front-ends at one point, one after the other, so that a noisy
+            // moment of the machine spoils one point, not one whole column.
+            for (column, side) in columns.iter().enumerate() {
+                let mut restock_failed = None;
+                if let Some(token) = token {
+                    let stock = restock_level(args, clients);
+                    match restock(&side.front, timeout, &names, stock, token) {
+                        Ok(()) => {}
+                        // The first restock failing is a setup error (a wrong token, most
+                        // likely); a later one costs that point, and the report says so.
+                        Err(why) if points.is_empty() => return Err(ClientError::Restock(why)),
+                        Err(why) => {
+                            eprintln!("eval: {why}");
+                            restock_failed = Some(why);
+                        }
                     }
                 }
-            }
-            let plan = Plan {
-                mode: Mode::Random {
-                    names: names.clone(),
-                    p,
-                    quantity: args.quantity,
-                },
-                clients,
-                stop: args.stop(),
-                rate: None,
-                retries: RETRIES,
-                timeout,
-                echo: false,
-                progress: !quiet && io::stdout().is_terminal(),
-            };
-            let point = Point {
-                clients,
-                p,
-                stats: load::run(front, &plan).stats,
-                restock_failed,
-            };
-            if !quiet {
-                let ms = |op| {
-                    point
-                        .latency(op)
-                        .map_or("-".to_string(), |l| format!("{:.2}", l.p50 as f64 / 1000.0))
+                let plan = Plan {
+                    mode: Mode::Random {
+                        names: names.clone(),
+                        p,
+                        quantity: args.quantity,
+                    },
+                    clients,
+                    stop: args.stop(),
+                    rate: None,
+                    retries: RETRIES,
+                    timeout,
+                    echo: false,
+                    progress: !quiet && io::stdout().is_terminal(),
                 };
-                let gaps = point.gaps();
-                eprintln!(
-                    "eval: clients {clients}, p {p}: query p50 {} ms, buy p50 {} ms, {:.0} req/s, {} failed{}{}",
-                    ms(Op::Query),
-                    ms(Op::Buy),
-                    point.throughput().unwrap_or(0.0),
-                    point.stats.failures(),
-                    if gaps.is_empty() { "" } else { "; " },
-                    gaps.join("; ")
-                );
+                let session = Session::new(&side.front, timeout);
+                let counters = || session.cache_counters().ok().flatten();
+                let before = counters();
+                let (outcome, watch) = if side.caches() {
+                    let label = match args.clients_list.len() {
+                        1 => format!("p = {p}"),
+                        _ => format!("{clients} c, p = {p}"),
+                    };
+                    let (outcome, watch) = watch::during(&side.front, timeout, label, || {
+                        load::run(&side.front, &plan)
+                    });
+                    (outcome, Some(watch))
+                } else {
+                    (load::run(&side.front, &plan), None)
+                };
+                let cache = before.zip(counters()).map(|(b, a)| CacheCounters {
+                    capacity: a.capacity,
+                    entries: a.entries,
+                    hits: a.hits.saturating_sub(b.hits),
+                    misses: a.misses.saturating_sub(b.misses),
+                    evictions: a.evictions.saturating_sub(b.evictions),
+                });
+                let point = Point {
+                    clients,
+                    p,
+                    column,
+                    tag: compared.then(|| side.name()),
+                    stats: outcome.stats,
+                    restock_failed,
+                    cache,
+                    watch,
+                };
+                if !quiet {
+                    progress_line(&point);
+                }
+                points.push(point);
             }
-            points.push(point);
         }
     }
     let failures = points.iter().map(|p| p.stats.failures()).sum();
-    let plots = write_plots(&args.out, &points, &args.ps)?;
+    let mut plots = write_plots(&args.out, &points, args, &columns)?;
+    plots.push(write_timeline(&args.out, &points, &names)?);
     let path = args.out.join("report.md");
-    fs::write(&path, markdown(front, args, &points, &plots)).map_err(|e| output_error(&path, e))?;
+    let md = markdown(args, &columns, &points, &plots);
+    fs::write(&path, md).map_err(|e| output_error(&path, e))?;
     if !quiet {
         println!("wrote {}", path.display());
     }
     Ok(failures)
+}
+
+/// One line on stderr per run, as the sweep goes.
+fn progress_line(point: &Point) {
+    let p50 = |op| point.latency(op).map_or("-".to_string(), |l| ms(l.p50));
+    let hits = point
+        .hit_ratio()
+        .map_or(String::new(), |r| format!(", {:.0} % hits", r * 100.0));
+    let gaps = point.gaps();
+    eprintln!(
+        "eval: {}: query p50 {} ms, buy p50 {} ms, {:.0} req/s{hits}, {} failed{}{}",
+        point.label(),
+        p50(Op::Query),
+        p50(Op::Buy),
+        point.throughput().unwrap_or(0.0),
+        point.stats.failures(),
+        if gaps.is_empty() { "" } else { "; " },
+        gaps.join("; ")
+    );
+}
+
+/// The front-ends to measure: `front`, and with `--uncached-front` the second one,
+/// after checking from their `/health` that the first caches and the second does
+/// not, and that both list the same toys (`names`, as `front` lists them).
+fn columns(
+    front: &PeerAddr,
+    args: &EvalArgs,
+    timeout: Duration,
+    names: &[String],
+) -> Result<Vec<Column>, ClientError> {
+    let cached = Column {
+        front: front.clone(),
+        capacity: capacity(front, timeout)?,
+    };
+    let mut columns = vec![];
+    if let Some(other) = &args.uncached_front {
+        let refuse = |why: String| Err(ClientError::Fronts(why));
+        if other == front {
+            return refuse(format!(
+                "--front and --uncached-front are both {front}: the comparison needs two \
+                 front-ends on the same backends, the second started with --cache-size 0"
+            ));
+        }
+        match cached.capacity {
+            None => {
+                return refuse(format!(
+                    "the front-end at {front} (--front) reports no cache in GET /health: the \
+                     cached run needs a front-end with a cache (--cache-size above 0)"
+                ))
+            }
+            Some(0) => {
+                return refuse(format!(
+                    "the front-end at {front} (--front) has cache capacity 0 (--cache-size 0), \
+                     so it cannot be the cached run; swap --front and --uncached-front?"
+                ))
+            }
+            Some(_) => {}
+        }
+        let uncached = Column {
+            front: other.clone(),
+            capacity: capacity(other, timeout)?,
+        };
+        if let Some(c) = uncached.capacity.filter(|&c| c > 0) {
+            return refuse(format!(
+                "the front-end at {other} (--uncached-front) caches up to {c} products: the \
+                 uncached run needs one started with --cache-size 0 (or CACHE_SIZE=0)"
+            ));
+        }
+        if toy_names(other, timeout)? != names {
+            return refuse(format!(
+                "{front} and {other} list different toys (GET /products): the comparison \
+                 needs both front-ends on the same catalog"
+            ));
+        }
+        columns.push(uncached);
+    }
+    if cached.caches() {
+        // The timeline reads GET /cache all along: better to learn now that it fails.
+        if let Err(failure) = Session::new(front, timeout).cached_products() {
+            return Err(ClientError::Fronts(format!(
+                "GET /cache at {front} failed ({failure}): the timeline of cached products needs it"
+            )));
+        }
+    }
+    columns.insert(0, cached);
+    Ok(columns)
+}
+
+/// The capacity `front`'s `/health` reports for its cache, `None` when it reports
+/// none.
+fn capacity(front: &PeerAddr, timeout: Duration) -> Result<Option<u64>, ClientError> {
+    match Session::new(front, timeout).cache_counters() {
+        Ok(counters) => Ok(counters.map(|c| c.capacity)),
+        Err(failure) if matches!(failure.kind, ErrorKind::Status(_) | ErrorKind::Protocol) => Err(
+            ClientError::Fronts(format!("GET /health at {front} failed: {failure}")),
+        ),
+        Err(failure) => Err(ClientError::Unreachable {
+            front: front.url().to_string(),
+            failure,
+        }),
+    }
 }
 
 fn output_error(path: &Path, e: impl std::fmt::Display) -> ClientError {
@@ -246,88 +409,179 @@ fn restock(
     Ok(())
 }
 
-/// A plot of the report: drawn, or not for want of data, and the points it lacks.
+/// A plot of the report: drawn, or not and why, and the points it lacks.
 struct Plot {
     /// The SVG file, in the output directory.
     file: &'static str,
     /// The chart's title.
     title: String,
-    /// Whether there was anything to draw.
-    drawn: bool,
+    /// Why it was not drawn, if it was not.
+    skipped: Option<String>,
     /// What the chart leaves out for want of data.
     left_out: Vec<String>,
 }
 
-/// The four plots, as the lab asks for them. A chart with no data at all (buys in a
-/// sweep of p = 0 only) is not drawn; every point a chart leaves out is listed.
-fn write_plots(out: &Path, points: &[Point], ps: &[f64]) -> Result<Vec<Plot>, ClientError> {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let merged = merged_by_clients(points);
-    let by_clients = |op: Op| -> (Vec<Series>, Vec<String>) {
-        let mut left_out = Vec::new();
-        let series = merged
-            .keys()
-            .enumerate()
-            .map(|(i, &clients)| {
-                let mut line = Vec::new();
-                for pt in points.iter().filter(|pt| pt.clients == clients) {
-                    match pt.latency(op) {
-                        Some(l) => line.push((pt.p, ms(l.p50))),
-                        None => left_out.push(pt.label()),
-                    }
+/// The line plots. A chart with no data at all (buys in a sweep of p = 0 only) is
+/// not drawn, nor one over client counts when the sweep has one; every point a
+/// chart leaves out is listed.
+fn write_plots(
+    out: &Path,
+    points: &[Point],
+    args: &EvalArgs,
+    columns: &[Column],
+) -> Result<Vec<Plot>, ClientError> {
+    let millis = |us: u64| us as f64 / 1000.0;
+    let several_counts = args.clients_list.len() > 1;
+    // A line per client count and front-end, named by what tells them apart.
+    let groups: Vec<(usize, usize, String)> = args
+        .clients_list
+        .iter()
+        .flat_map(|&clients| {
+            columns.iter().enumerate().map(move |(column, side)| {
+                let mut name = Vec::new();
+                if several_counts {
+                    name.push(format!("{clients} client{}", plural(clients)));
                 }
-                Series {
-                    label: format!("{clients} client{}", if clients == 1 { "" } else { "s" }),
-                    points: line,
-                    color: i,
-                    dashed: false,
+                if columns.len() > 1 {
+                    name.push(side.name().to_string());
                 }
+                (clients, column, name.join(", "))
             })
-            .collect();
-        (series, left_out)
+        })
+        .collect();
+    let in_group = |clients: usize, column: usize| {
+        points
+            .iter()
+            .filter(move |pt| pt.clients == clients && pt.column == column)
+    };
+    // One chart per operation and percentile: on one scale the p99s flatten the
+    // medians, which are what the cache moves.
+    let vs_p = |file: &'static str, op: Op, noun: &str, what: &str, pick: fn(&Latency) -> u64| {
+        let mut left_out = Vec::new();
+        let mut series = Vec::new();
+        for (color, (clients, column, name)) in groups.iter().enumerate() {
+            let mut line = Vec::new();
+            for pt in in_group(*clients, *column) {
+                match pt.latency(op) {
+                    Some(l) => line.push((pt.p, millis(pick(&l)))),
+                    None => left_out.push(pt.label()),
+                }
+            }
+            series.push(Series {
+                label: format!("{name} {what}").trim().to_string(),
+                points: line,
+                color,
+                dashed: false,
+            });
+        }
+        let chart = Chart {
+            title: format!("{noun} latency ({what}) vs buy probability"),
+            x_label: "buy probability p".into(),
+            y_label: format!("{op} latency, {what} (ms)"),
+            series,
+        };
+        (file, chart, None, left_out)
+    };
+    let hit_ratio = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, column, _))| columns[*column].caches())
+        .map(|(color, (clients, column, name))| Series {
+            label: format!("{name} hit ratio").trim().to_string(),
+            points: in_group(*clients, *column)
+                .filter_map(|pt| Some((pt.p, pt.hit_ratio()? * 100.0)))
+                .collect(),
+            color,
+            dashed: false,
+        })
+        .collect();
+    let hit_ratio_left_out = points
+        .iter()
+        .filter(|pt| columns[pt.column].caches() && pt.hit_ratio().is_none())
+        .map(Point::label)
+        .collect();
+    let merged = merged_by_clients(points);
+    let vs_clients = |column: usize, op: Op, pick: fn(&Latency) -> u64, label: &str| {
+        let tag = match columns.len() {
+            1 => String::new(),
+            _ => format!("{} ", columns[column].name()),
+        };
+        Series {
+            label: format!("{tag}{op} {label}"),
+            points: merged
+                .iter()
+                .filter(|((_, c), _)| *c == column)
+                .filter_map(|(&(clients, _), stats)| {
+                    let s = stats.ops.get(&op).filter(|s| !s.latency.is_empty())?;
+                    Some((clients as f64, millis(pick(&Latency::of(&s.latency)))))
+                })
+                .collect(),
+            color: column * 2 + usize::from(op == Op::Buy),
+            dashed: label == "p99",
+        }
     };
     let merged_without = |op: Op| -> Vec<String> {
         merged
             .iter()
             .filter(|(_, stats)| stats.ops.get(&op).is_none_or(|s| s.latency.is_empty()))
-            .map(|(clients, _)| format!("{op} at {clients} clients"))
+            .map(|((clients, column), _)| {
+                format!("{op} at {clients} clients, {}", columns[*column].name())
+            })
             .collect()
     };
-    let (query_by_p, query_left_out) = by_clients(Op::Query);
-    let (buy_by_p, buy_left_out) = by_clients(Op::Buy);
-    let vs_clients =
-        |op: Op, pick: fn(&Latency) -> u64, label: &str, color: usize, dashed: bool| Series {
-            label: format!("{op} {label}"),
-            points: merged
+    let latency_vs_clients = (0..columns.len())
+        .flat_map(|column| {
+            [
+                vs_clients(column, Op::Query, |l| l.p50, "p50"),
+                vs_clients(column, Op::Query, |l| l.p99, "p99"),
+                vs_clients(column, Op::Buy, |l| l.p50, "p50"),
+                vs_clients(column, Op::Buy, |l| l.p99, "p99"),
+            ]
+        })
+        .collect();
+    let throughput = args
+        .ps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &p)| {
+            columns
                 .iter()
-                .filter_map(|(&clients, stats)| {
-                    let s = stats.ops.get(&op).filter(|s| !s.latency.is_empty())?;
-                    Some((clients as f64, ms(pick(&Latency::of(&s.latency)))))
+                .enumerate()
+                .map(move |(column, side)| Series {
+                    label: match columns.len() {
+                        1 => format!("p = {p}"),
+                        _ => format!("p = {p}, {}", side.name()),
+                    },
+                    points: points
+                        .iter()
+                        .filter(|pt| pt.p == p && pt.column == column)
+                        .filter_map(|pt| Some((pt.clients as f64, pt.throughput()?)))
+                        .collect(),
+                    color: i,
+                    dashed: column > 0,
                 })
-                .collect(),
-            color,
-            dashed,
-        };
+        })
+        .collect();
+    let one_count = (!several_counts).then(|| "the sweep has one client count".to_string());
+    let no_cache = (!columns.iter().any(Column::caches))
+        .then(|| "no front-end of the sweep reports a cache".to_string());
     let charts = [
+        vs_p("query_latency_vs_p.svg", Op::Query, "Query", "p50", |l| {
+            l.p50
+        }),
+        vs_p("query_p99_vs_p.svg", Op::Query, "Query", "p99", |l| l.p99),
+        vs_p("buy_latency_vs_p.svg", Op::Buy, "Buy", "p50", |l| l.p50),
+        vs_p("buy_p99_vs_p.svg", Op::Buy, "Buy", "p99", |l| l.p99),
         (
-            "query_latency_vs_p.svg",
+            "hit_ratio_vs_p.svg",
             Chart {
-                title: "Query latency (median) vs buy probability".into(),
+                title: "Cache hit ratio vs buy probability".into(),
                 x_label: "buy probability p".into(),
-                y_label: "median query latency (ms)".into(),
-                series: query_by_p,
+                y_label: "queries answered from the cache (%)".into(),
+                series: hit_ratio,
             },
-            query_left_out,
-        ),
-        (
-            "buy_latency_vs_p.svg",
-            Chart {
-                title: "Buy latency (median) vs buy probability".into(),
-                x_label: "buy probability p".into(),
-                y_label: "median buy latency (ms)".into(),
-                series: buy_by_p,
-            },
-            buy_left_out,
+            no_cache,
+            hit_ratio_left_out,
         ),
         (
             "latency_vs_clients.svg",
@@ -335,13 +589,9 @@ fn write_plots(out: &Path, points: &[Point], ps: &[f64]) -> Result<Vec<Plot>, Cl
                 title: "Latency vs concurrent clients (all p merged)".into(),
                 x_label: "concurrent clients (sessions)".into(),
                 y_label: "latency (ms)".into(),
-                series: vec![
-                    vs_clients(Op::Query, |l| l.p50, "p50", 0, false),
-                    vs_clients(Op::Query, |l| l.p99, "p99", 0, true),
-                    vs_clients(Op::Buy, |l| l.p50, "p50", 1, false),
-                    vs_clients(Op::Buy, |l| l.p99, "p99", 1, true),
-                ],
+                series: latency_vs_clients,
             },
+            one_count.clone(),
             [merged_without(Op::Query), merged_without(Op::Buy)].concat(),
         ),
         (
@@ -350,21 +600,9 @@ fn write_plots(out: &Path, points: &[Point], ps: &[f64]) -> Result<Vec<Plot>, Cl
                 title: "Throughput vs concurrent clients".into(),
                 x_label: "concurrent clients (sessions)".into(),
                 y_label: "requests per second (queries + buys)".into(),
-                series: ps
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &p)| Series {
-                        label: format!("p = {p}"),
-                        points: points
-                            .iter()
-                            .filter(|pt| pt.p == p)
-                            .filter_map(|pt| Some((pt.clients as f64, pt.throughput()?)))
-                            .collect(),
-                        color: i,
-                        dashed: false,
-                    })
-                    .collect(),
+                series: throughput,
             },
+            one_count,
             points
                 .iter()
                 .filter(|pt| pt.throughput().is_none())
@@ -373,45 +611,115 @@ fn write_plots(out: &Path, points: &[Point], ps: &[f64]) -> Result<Vec<Plot>, Cl
         ),
     ];
     let mut plots = Vec::new();
-    for (file, chart, left_out) in charts {
-        let drawn = chart.series.iter().any(|s| !s.points.is_empty());
-        if drawn {
+    for (file, chart, skipped, left_out) in charts {
+        let skipped = skipped.or_else(|| {
+            (!chart.series.iter().any(|s| !s.points.is_empty()))
+                .then(|| "no point has data for it".to_string())
+        });
+        if skipped.is_none() {
             let path = out.join(file);
             plot::line_chart(&path, &chart).map_err(|e| output_error(&path, e))?;
         }
         plots.push(Plot {
             file,
             title: chart.title,
-            drawn,
+            skipped,
             left_out,
         });
     }
     Ok(plots)
 }
 
-/// Every point of one client count merged into one: latency over all p.
-fn merged_by_clients(points: &[Point]) -> BTreeMap<usize, Stats> {
-    let mut merged: BTreeMap<usize, Stats> = BTreeMap::new();
+/// The timeline of the products the cached front-end held during its runs.
+fn write_timeline(out: &Path, points: &[Point], names: &[String]) -> Result<Plot, ClientError> {
+    const FILE: &str = "cache_timeline.svg";
+    let watches: Vec<&Watch> = points.iter().filter_map(|pt| pt.watch.as_ref()).collect();
+    let timeline = watch::timeline(
+        &watches,
+        names,
+        "Products in the cache over time (GET /cache every 100 ms)".into(),
+    );
+    let skipped = if watches.is_empty() {
+        Some("no front-end of the sweep reports a cache".to_string())
+    } else if timeline.bars.is_empty() {
+        Some("GET /cache never showed a product cached".to_string())
+    } else {
+        let path = out.join(FILE);
+        plot::timeline_chart(&path, &timeline).map_err(|e| output_error(&path, e))?;
+        None
+    };
+    Ok(Plot {
+        file: FILE,
+        title: timeline.title,
+        skipped,
+        left_out: Vec::new(),
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Every point of one client count and front-end merged into one: latency over all p.
+fn merged_by_clients(points: &[Point]) -> BTreeMap<(usize, usize), Stats> {
+    let mut merged: BTreeMap<(usize, usize), Stats> = BTreeMap::new();
     for point in points {
-        merged.entry(point.clients).or_default().merge(&point.stats);
+        merged
+            .entry((point.clients, point.column))
+            .or_default()
+            .merge(&point.stats);
     }
     merged
 }
 
-/// The report: setup, the table of every point, latency by client count, plots.
-fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot]) -> String {
-    let ms = |us: f64| format!("{:.2}", us / 1000.0);
+/// Milliseconds with two decimals, from microseconds.
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The report: setup, cache on vs off, the table of every run, latency by client
+/// count, the cache's timeline, plots.
+fn markdown(args: &EvalArgs, columns: &[Column], points: &[Point], plots: &[Plot]) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let length = match args.stop() {
         Stop::Requests(n) => format!("{n} rounds per session"),
         Stop::After(d) => format!("{} s per point", d.as_secs_f64()),
     };
     let list = |v: Vec<String>| v.join(", ");
+    let compared = columns.len() > 1;
     let mut md = String::new();
     let _ = writeln!(md, "# Toy store evaluation\n");
     let _ = writeln!(md, "## Setup\n");
     let _ = writeln!(md, "- Date: {}", httpdate::fmt_http_date(SystemTime::now()));
-    let _ = writeln!(md, "- Front-end: {front}");
+    for (i, side) in columns.iter().enumerate() {
+        let flag = if i == 0 {
+            "--front"
+        } else {
+            "--uncached-front"
+        };
+        let capacity = side
+            .capacity
+            .map_or("its /health reports no cache".to_string(), |c| {
+                format!("cache capacity {c}")
+            });
+        let _ = writeln!(
+            md,
+            "- Front-end, {} (`{flag}`): {} ({capacity})",
+            side.name(),
+            side.front
+        );
+    }
+    if compared {
+        let _ = writeln!(
+            md,
+            "- Order: at each point the cached front-end runs first, then the uncached one, \
+             each after its own restock; both use the same catalog and order service"
+        );
+    }
     let _ = writeln!(
         md,
         "- Machine: {cores} CPUs (`nproc`), shared by the client and the services"
@@ -442,7 +750,7 @@ fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot])
             (None, Stop::After(_)) => format!("{DURATION_RESTOCK} units"),
         };
         format!(
-            "before each point every toy is set to {level} with `PUT /products/{{name}}` \
+            "before each run every toy is set to {level} with `PUT /products/{{name}}` \
              and the admin token"
         )
     };
@@ -452,27 +760,31 @@ fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot])
         "- Load: closed loop; each session is a thread with one keep-alive connection. A round \
          queries a random toy and, if it is in stock, buys it with probability p. Latency is \
          measured per request at the client (HDR histogram, µs resolution); throughput counts \
-         queries and buys per second of the run.\n"
+         queries and buys per second of the run."
+    );
+    let _ = writeln!(
+        md,
+        "- Hit ratio: hits / (hits + misses) of the front-end's `/health` cache counters, \
+         read before and after each run (the restock is before).\n"
     );
 
-    let _ = writeln!(md, "## Results per point\n");
+    if compared {
+        cache_on_vs_off(&mut md, points);
+    }
+
+    let _ = writeln!(md, "## Results per run\n");
     let _ = writeln!(
         md,
-        "| clients | p | queries | buys | sold out | query p50 ms | query p99 ms | query mean ms | \
-         buy p50 ms | buy p99 ms | buy mean ms | req/s | failed | notes |"
+        "| clients | p | cache | queries | buys | sold out | query p50 ms | query p99 ms | query mean ms | \
+         buy p50 ms | buy p99 ms | buy mean ms | req/s | failed | hit ratio | evictions | notes |"
     );
     let _ = writeln!(
         md,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for pt in points {
         let cells = |op| match pt.latency(op) {
-            Some(l) => format!(
-                "{} | {} | {}",
-                ms(l.p50 as f64),
-                ms(l.p99 as f64),
-                ms(l.mean)
-            ),
+            Some(l) => format!("{} | {} | {:.2}", ms(l.p50), ms(l.p99), l.mean / 1000.0),
             None => "- | - | -".to_string(),
         };
         let notes: Vec<String> = pt
@@ -483,9 +795,10 @@ fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot])
             .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             pt.clients,
             pt.p,
+            columns[pt.column].name(),
             pt.count(Op::Query),
             pt.count(Op::Buy),
             pt.stats.sold_out,
@@ -494,40 +807,51 @@ fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot])
             pt.throughput()
                 .map_or("-".to_string(), |t| format!("{t:.0}")),
             pt.stats.failures(),
+            percent(pt.hit_ratio()),
+            pt.cache
+                .filter(|c| c.capacity > 0)
+                .map_or("-".to_string(), |c| c.evictions.to_string()),
             notes.join("; ")
         );
     }
     let lacking = points.iter().filter(|pt| !pt.gaps().is_empty()).count();
     let _ = if lacking == 0 {
-        writeln!(md, "\nEvery point has query and buy latency.")
+        writeln!(md, "\nEvery run has query and buy latency.")
     } else {
         writeln!(
             md,
-            "\n{lacking} of {} points lack query or buy latency; the notes say why.",
+            "\n{lacking} of {} runs lack query or buy latency; the notes say why.",
             points.len()
         )
     };
 
-    let _ = writeln!(md, "\n## Latency by client count (all p merged)\n");
-    let _ = writeln!(
-        md,
-        "| clients | query p50 ms | query p99 ms | buy p50 ms | buy p99 ms |"
-    );
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
-    for (clients, stats) in merged_by_clients(points) {
-        let cells = |op| match stats.ops.get(&op).filter(|s| !s.latency.is_empty()) {
-            Some(s) => {
-                let l = Latency::of(&s.latency);
-                format!("{} | {}", ms(l.p50 as f64), ms(l.p99 as f64))
-            }
-            None => "- | -".to_string(),
-        };
+    if args.clients_list.len() > 1 {
+        let _ = writeln!(md, "\n## Latency by client count (all p merged)\n");
         let _ = writeln!(
             md,
-            "| {clients} | {} | {} |",
-            cells(Op::Query),
-            cells(Op::Buy)
+            "| clients | cache | query p50 ms | query p99 ms | buy p50 ms | buy p99 ms |"
         );
+        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|");
+        for ((clients, column), stats) in merged_by_clients(points) {
+            let cells = |op| match stats.ops.get(&op).filter(|s| !s.latency.is_empty()) {
+                Some(s) => {
+                    let l = Latency::of(&s.latency);
+                    format!("{} | {}", ms(l.p50), ms(l.p99))
+                }
+                None => "- | -".to_string(),
+            };
+            let _ = writeln!(
+                md,
+                "| {clients} | {} | {} | {} |",
+                columns[column].name(),
+                cells(Op::Query),
+                cells(Op::Buy)
+            );
+        }
+    }
+
+    if points.iter().any(|pt| pt.watch.is_some()) {
+        cache_contents(&mut md, points);
     }
 
     let (checked, mismatches) = points
@@ -565,8 +889,8 @@ fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot])
     let _ = writeln!(md, "\n## Plots\n");
     for plot in plots {
         let (title, file) = (&plot.title, plot.file);
-        if !plot.drawn {
-            let _ = writeln!(md, "*{title}*: not drawn, no point has data for it.\n");
+        if let Some(why) = &plot.skipped {
+            let _ = writeln!(md, "*{title}*: not drawn, {why}.\n");
             continue;
         }
         let _ = writeln!(md, "![{title}]({file})\n");
@@ -579,4 +903,99 @@ fn markdown(front: &PeerAddr, args: &EvalArgs, points: &[Point], plots: &[Plot])
         }
     }
     md
+}
+
+fn percent(ratio: Option<f64>) -> String {
+    ratio.map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0))
+}
+
+/// The headline table: each point's cached and uncached runs side by side.
+fn cache_on_vs_off(md: &mut String, points: &[Point]) {
+    let _ = writeln!(md, "## Cache on vs off\n");
+    let _ = writeln!(
+        md,
+        "| clients | p | query p50 ms on | query p50 ms off | query p99 ms on | query p99 ms off | \
+         buy p50 ms on | buy p50 ms off | buy p99 ms on | buy p99 ms off | query p50 off / on | hit ratio |"
+    );
+    let _ = writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for on in points.iter().filter(|pt| pt.column == 0) {
+        let Some(off) = points
+            .iter()
+            .find(|pt| pt.column == 1 && pt.clients == on.clients && pt.p == on.p)
+        else {
+            continue;
+        };
+        let pick = |pt: &Point, op, p99: bool| {
+            pt.latency(op)
+                .map_or("-".to_string(), |l| ms(if p99 { l.p99 } else { l.p50 }))
+        };
+        let mut cells = Vec::new();
+        for (op, p99) in [
+            (Op::Query, false),
+            (Op::Query, true),
+            (Op::Buy, false),
+            (Op::Buy, true),
+        ] {
+            cells.push(pick(on, op, p99));
+            cells.push(pick(off, op, p99));
+        }
+        let speedup = on
+            .latency(Op::Query)
+            .zip(off.latency(Op::Query))
+            .filter(|(on, _)| on.p50 > 0)
+            .map_or("-".to_string(), |(on, off)| {
+                format!("{:.2}×", off.p50 as f64 / on.p50 as f64)
+            });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {speedup} | {} |",
+            on.clients,
+            on.p,
+            cells.join(" | "),
+            percent(on.hit_ratio())
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n\"off / on\" above 1 is how many times faster the median query is with the cache.\n"
+    );
+}
+
+/// What the timeline shows, run by run: how much of the cache was seen used.
+fn cache_contents(md: &mut String, points: &[Point]) {
+    let _ = writeln!(md, "\n## Which products were cached\n");
+    let _ = writeln!(
+        md,
+        "During each run of the cached front-end `GET /cache` was read every {} ms \
+         (`cache_timeline.svg` below: a row per product, a bar while it is cached, the runs \
+         end to end). A bar ends where a product left the cache: evicted to make room (LRU), \
+         or dropped on an invalidation pushed by the catalog.\n",
+        POLL_EVERY.as_millis()
+    );
+    let _ = writeln!(
+        md,
+        "| run | reads of GET /cache | failed reads | products seen cached | entries at the end | evictions |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    for (pt, watch) in points
+        .iter()
+        .filter_map(|pt| Some((pt, pt.watch.as_ref()?)))
+    {
+        let seen: std::collections::BTreeSet<&String> =
+            watch.samples.iter().flat_map(|(_, names)| names).collect();
+        let (entries, evictions) = pt.cache.map_or(("-".to_string(), "-".to_string()), |c| {
+            (c.entries.to_string(), c.evictions.to_string())
+        });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {entries} | {evictions} |",
+            pt.label(),
+            watch.samples.len(),
+            watch.failed,
+            seen.len()
+        );
+    }
 }

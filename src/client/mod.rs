@@ -4,7 +4,8 @@
 //!   args ──▶ load::run ──▶ N × Session (thread, keep-alive connection) ──▶ front-end
 //!                │                 └─ Stats (own histograms, no shared lock)
 //!                └─ merge ──▶ report (table or JSON)
-//!   eval ──▶ load::run for every (clients, p) ──▶ report.md + plot (SVG)
+//!   eval ──▶ load::run for every (clients, p), cache on and off ──▶ report.md + plot (SVG)
+//!              └─ watch: GET /cache every 100 ms during the cached runs
 //! ```
 //!
 //! ## Layout
@@ -16,7 +17,8 @@
 //! - [`stats`] and [`report`]: HDR histograms per operation, merged at the end,
 //!   printed as a table or JSON.
 //! - [`eval`] and [`plot`]: the lab's sweep over client counts and buy
-//!   probabilities, written up as Markdown with SVG plots.
+//!   probabilities on a cached and an uncached front-end, written up as Markdown
+//!   with SVG plots; [`watch`] records which products were cached meanwhile.
 
 mod args;
 mod eval;
@@ -26,6 +28,7 @@ mod prompt;
 mod report;
 mod session;
 mod stats;
+mod watch;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -100,6 +103,9 @@ enum ClientError {
     NoToys(String),
     /// The evaluation cannot restock between its points.
     Restock(String),
+    /// The evaluation's front-ends are not what it needs (a cached one that does
+    /// not cache, the same one twice, ...).
+    Fronts(String),
     /// A report or plot could not be written.
     Output {
         /// The file or directory.
@@ -117,7 +123,7 @@ impl fmt::Display for ClientError {
                 "cannot reach the front-end at {front} ({failure}); is it running? (set it with --front or FRONT)"
             ),
             ClientError::NoToys(why) => write!(f, "no toys to pick from: {why}"),
-            ClientError::Restock(why) => f.write_str(why),
+            ClientError::Restock(why) | ClientError::Fronts(why) => f.write_str(why),
             ClientError::Output { path, detail } => write!(f, "cannot write {}: {detail}", path.display()),
         }
     }

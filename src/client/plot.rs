@@ -1,10 +1,12 @@
-//! Line charts as SVG, the one kind of picture the evaluation draws.
+//! Line charts and a timeline as SVG, the pictures the evaluation draws.
 //!
 //! SVG keeps text as text, so plotters needs no font files (no `ttf` feature) and
 //! the report's plots stay small and diffable.
 
 use std::path::Path;
 
+use plotters::chart::MeshStyle;
+use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -47,6 +49,34 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(23, 23, 23),
 ];
 
+/// What every picture has: a white ground, the title, room for the axes' labels
+/// (`y_labels` pixels wide on the left).
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    y_labels: u32,
+) -> Result<ChartBuilder<'a, 'b, SVGBackend<'b>>, DrawingAreaErrorKind<std::io::Error>> {
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(y_labels);
+    Ok(builder)
+}
+
+/// The axes every picture shares: fonts, no minor grid lines, the x axis's text.
+fn axes<'m, 'a, 'b, X: Ranged, Y: Ranged>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, SVGBackend<'a>>,
+    x_label: &str,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, SVGBackend<'a>> {
+    mesh.x_desc(x_label)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+}
+
 /// Draws `chart` into the SVG file at `path`.
 pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
     let points = || chart.series.iter().flat_map(|s| s.points.iter().copied());
@@ -76,12 +106,8 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     let draw = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| draw(&e))?;
-    let mut ctx = ChartBuilder::on(&root)
-        .caption(&chart.title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
+    let mut ctx = frame(&root, &chart.title, 70)
+        .map_err(|e| draw(&e))?
         .build_cartesian_2d(x_range.with_key_points(ticks), y_range)
         .map_err(|e| draw(&e))?;
     let x_format = |x: &i64| format!("{}", *x as f64 / SCALE);
@@ -92,14 +118,10 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
             format!("{y:.1}")
         }
     };
-    ctx.configure_mesh()
-        .x_desc(&chart.x_label)
+    axes(&mut ctx.configure_mesh(), &chart.x_label)
         .y_desc(&chart.y_label)
         .x_label_formatter(&x_format)
         .y_label_formatter(&y_format)
-        .axis_desc_style(("sans-serif", 16))
-        .label_style(("sans-serif", 14))
-        .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| draw(&e))?;
 
@@ -141,14 +163,101 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<(), String> {
     root.present().map_err(|e| draw(&e))
 }
 
+/// A timeline: one row per product, a bar over each stretch of time it was cached.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// Above the plot.
+    pub title: String,
+    /// Under the x axis, with the unit.
+    pub x_label: String,
+    /// The rows, top first.
+    pub rows: Vec<String>,
+    /// `(row, from, to)`: a bar on row `row` from x `from` to x `to`.
+    pub bars: Vec<(usize, f64, f64)>,
+    /// `(x, text)`: a vertical line across every row at x, with its text at the top.
+    pub marks: Vec<(f64, String)>,
+}
+
+/// Units of the y axis per row: bars are drawn from 2 to 8 within their 10, so
+/// that neighbouring rows stay apart, and the row's name sits at 5.
+const ROW: i64 = 10;
+
+/// Draws `timeline` into the SVG file at `path`.
+pub fn timeline_chart(path: &Path, timeline: &Timeline) -> Result<(), String> {
+    let n = timeline.rows.len() as i64;
+    let x_max = timeline
+        .bars
+        .iter()
+        .map(|&(_, _, to)| to)
+        .chain(timeline.marks.iter().map(|&(x, _)| x))
+        .fold(0.0, f64::max);
+    if n == 0 || x_max <= 0.0 {
+        return Err(format!("no data to plot for {:?}", timeline.title));
+    }
+    // The first row at the top: row i spans ROW·(n-1-i) to ROW·(n-i), and the
+    // marks' texts get one more row's height above the last.
+    let y_of = |row: usize| ROW * (n - 1 - row as i64);
+    let ticks: Vec<i64> = (0..n).map(|i| i * ROW + ROW / 2).collect();
+    let height = SIZE.1.max(130 + 28 * n as u32);
+    let root = SVGBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let mut ctx = frame(&root, &timeline.title, 110)
+        .map_err(|e| draw(&e))?
+        .build_cartesian_2d(0.0..x_max * 1.01, (0..ROW * (n + 1)).with_key_points(ticks))
+        .map_err(|e| draw(&e))?;
+    let rows = &timeline.rows;
+    let y_format = |y: &i64| {
+        let row = n - 1 - y.div_euclid(ROW);
+        usize::try_from(row)
+            .ok()
+            .and_then(|row| rows.get(row))
+            .cloned()
+            .unwrap_or_default()
+    };
+    axes(&mut ctx.configure_mesh(), &timeline.x_label)
+        .y_label_formatter(&y_format)
+        .draw()
+        .map_err(|e| draw(&e))?;
+    let top = ROW * (n + 1);
+    ctx.draw_series(
+        timeline.marks.iter().map(|&(x, _)| {
+            PathElement::new(vec![(x, 0), (x, top)], BLACK.mix(0.35).stroke_width(1))
+        }),
+    )
+    .map_err(|e| draw(&e))?;
+    ctx.draw_series(
+        timeline.marks.iter().map(|(x, text)| {
+            Text::new(text.clone(), (*x, top - 2), ("sans-serif", 13).into_font())
+        }),
+    )
+    .map_err(|e| draw(&e))?;
+    ctx.draw_series(timeline.bars.iter().map(|&(row, from, to)| {
+        let color = COLORS[row % COLORS.len()];
+        Rectangle::new([(from, y_of(row) + 2), (to, y_of(row) + 8)], color.filled())
+    }))
+    .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Draws with `draw` into a new file and returns the SVG, after checking that
+    /// it holds every one of `texts`.
+    fn drawn(draw: impl FnOnce(&Path) -> Result<(), String>, texts: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("picture.svg");
+        draw(&path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in texts {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        svg
+    }
+
     #[test]
     fn writes_an_svg_with_title_labels_and_legend() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chart.svg");
         let chart = Chart {
             title: "Query latency vs p".into(),
             x_label: "buy probability p".into(),
@@ -174,22 +283,48 @@ mod tests {
                 },
             ],
         };
-        line_chart(&path, &chart).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
-        for text in [
+        let texts = [
             "Query latency vs p",
             "buy probability p",
             "latency (ms)",
             "1 client",
             "p99",
-        ] {
-            assert!(svg.contains(text), "{text} missing");
-        }
+        ];
+        let svg = drawn(|path| line_chart(path, &chart), &texts);
         assert!(!svg.contains("empty"));
         let nothing = Chart {
             series: vec![],
             ..chart
         };
-        assert!(line_chart(&path, &nothing).is_err());
+        // Refused before any file is made, so the path is never written.
+        assert!(line_chart(Path::new("/nonexistent/none.svg"), &nothing).is_err());
+    }
+
+    #[test]
+    fn a_timeline_has_a_row_per_product_and_a_bar_per_stretch() {
+        let timeline = Timeline {
+            title: "Cached products".into(),
+            x_label: "seconds".into(),
+            rows: vec!["Tux".into(), "Whale".into(), "Bird".into()],
+            bars: vec![(0, 0.0, 1.0), (0, 1.5, 2.0), (1, 0.5, 2.0)],
+            marks: vec![(0.0, "p = 0".into()), (1.0, "p = 0.5".into())],
+        };
+        let texts = [
+            "Cached products",
+            "seconds",
+            "Tux",
+            "Whale",
+            "Bird",
+            "p = 0.5",
+        ];
+        let svg = drawn(|path| timeline_chart(path, &timeline), &texts);
+        // Three bars, filled: one rect each, besides the background.
+        assert_eq!(svg.matches("<rect").count(), 4, "{svg}");
+        let nothing = Timeline {
+            bars: vec![],
+            marks: vec![],
+            ..timeline
+        };
+        assert!(timeline_chart(Path::new("/nonexistent/none.svg"), &nothing).is_err());
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
@@ -89,6 +90,40 @@ impl fmt::Display for Failure {
     }
 }
 
+/// The front-end cache's size and counters since start, as `/health` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct CacheCounters {
+    /// Products it may hold; 0 when the cache is off.
+    pub capacity: u64,
+    /// Products it holds now.
+    pub entries: u64,
+    /// Queries answered from memory.
+    pub hits: u64,
+    /// Queries that asked the catalog.
+    pub misses: u64,
+    /// Products dropped to make room.
+    #[serde(default)]
+    pub evictions: u64,
+}
+
+/// The part of `/health` the evaluation reads.
+#[derive(Deserialize)]
+struct Health {
+    /// Absent from a front-end built without a cache.
+    cache: Option<CacheCounters>,
+}
+
+/// `GET /cache`: what the front-end holds, most recently used first.
+#[derive(Deserialize)]
+struct CacheView {
+    products: Vec<CachedProduct>,
+}
+
+#[derive(Deserialize)]
+struct CachedProduct {
+    name: String,
+}
+
 /// One keep-alive connection to the front-end and the calls of its public API.
 pub struct Session {
     /// This session's own agent: one idle connection, statuses as values.
@@ -157,6 +192,18 @@ impl Session {
     /// `GET /health`, to tell a front-end that is down from one that is not.
     pub fn health(&self) -> Result<serde_json::Value, Failure> {
         decode(self.agent.get(format!("{}/health", self.base)).call())
+    }
+
+    /// The cache's counters from `GET /health`; `None` when the front-end reports
+    /// no cache at all.
+    pub fn cache_counters(&self) -> Result<Option<CacheCounters>, Failure> {
+        decode::<Health>(self.agent.get(format!("{}/health", self.base)).call()).map(|h| h.cache)
+    }
+
+    /// `GET /cache`: the names of the products cached now, most recently used first.
+    pub fn cached_products(&self) -> Result<Vec<String>, Failure> {
+        decode::<CacheView>(self.agent.get(format!("{}/cache", self.base)).call())
+            .map(|view| view.products.into_iter().map(|p| p.name).collect())
     }
 
     /// `PUT /products/{name}` with the admin token: sets the stock.
