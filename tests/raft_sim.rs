@@ -130,7 +130,7 @@ type Check = Result<(), String>;
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let n = if seed.is_multiple_of(2) { 3 } else { 5 };
         let members: Vec<NodeId> = (1..=n).collect();
         let config = Config {
             // One entry per append in half the seeds: a leader's no-op usually travels with
@@ -550,7 +550,7 @@ impl Sim {
             }
         }
         let r = &mut self.replicas[i];
-        if r.proposed.iter().any(|&p| p == (e.index, id)) {
+        if r.proposed.contains(&(e.index, id)) {
             self.acked.insert(id);
         }
         r.proposed.retain(|&(index, _)| index > e.index);

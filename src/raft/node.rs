@@ -879,7 +879,8 @@ impl Node {
 
     /// A majority of the group.
     fn quorum(&self) -> usize {
-        (self.peers.len() + 1) / 2 + 1
+        let members = self.peers.len() + 1;
+        members / 2 + 1
     }
 
     /// A leader heard from a majority (itself included) since the last check; resets the

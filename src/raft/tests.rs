@@ -328,10 +328,13 @@ fn test_old_messages() {
     assert_eq!(out, [msg(2, 1, 2, Body::HeartbeatReply)]);
 }
 
+/// (prev_index, prev_term, entries, commit, accepted, last index, committed)
+type AppendCase = (u64, u64, Vec<Entry>, u64, bool, u64, u64);
+
 #[test]
 fn test_handle_msg_append() {
     // (prev_index, prev_term, entries, commit) → (accepted, last index, committed)
-    let cases: Vec<(u64, u64, Vec<Entry>, u64, bool, u64, u64)> = vec![
+    let cases: Vec<AppendCase> = vec![
         (2, 3, vec![], 3, false, 2, 0),                        // term mismatch
         (3, 3, vec![], 3, false, 2, 0),                        // beyond our log
         (1, 1, vec![], 1, true, 2, 1),                         // match, nothing new
