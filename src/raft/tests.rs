@@ -235,10 +235,8 @@ fn leader_with_old_entries() -> Node {
     node
 }
 
-#[test]
-fn test_cannot_commit_without_new_term_entry() {
-    // Figure 8: entries of term 1 on a majority may still be overwritten; counting them
-    // is not enough.
+/// That leader's commit index once a majority (2 and 3 with itself) holds `index`.
+fn committed_when_majority_holds(index: u64) -> u64 {
     let mut node = leader_with_old_entries();
     for from in [2, 3] {
         node.step(msg(
@@ -246,30 +244,25 @@ fn test_cannot_commit_without_new_term_entry() {
             1,
             2,
             Body::AppendReply {
-                index: 2,
+                index,
                 reject: None,
             },
         ));
     }
-    assert_eq!(node.committed(), 0);
+    node.committed()
+}
+
+#[test]
+fn test_cannot_commit_without_new_term_entry() {
+    // Figure 8: entries of term 1 on a majority may still be overwritten; counting them
+    // is not enough.
+    assert_eq!(committed_when_majority_holds(2), 0);
 }
 
 #[test]
 fn test_commit_without_new_term_entry() {
     // ...and they commit with the first entry of the leader's own term above them.
-    let mut node = leader_with_old_entries();
-    for from in [2, 3] {
-        node.step(msg(
-            from,
-            1,
-            2,
-            Body::AppendReply {
-                index: 3,
-                reject: None,
-            },
-        ));
-    }
-    assert_eq!(node.committed(), 3);
+    assert_eq!(committed_when_majority_holds(3), 3);
 }
 
 #[test]
@@ -375,59 +368,37 @@ fn test_handle_msg_append() {
 
 #[test]
 fn test_follower_backtracks_by_term() {
-    // The follower holds terms 1,3,3,3 (index 1..4); the leader probes at (6, 5): the hint
-    // is the last entry with a term ≤ 5, so the leader skips straight to it.
-    let mut node = follower_with(vec![entry(1, 1), entry(2, 3), entry(3, 3), entry(4, 3)], 5);
-    node.step(msg(
-        1,
-        2,
-        5,
-        Body::Append {
-            prev_index: 6,
-            prev_term: 5,
-            entries: vec![],
-            commit: 0,
-        },
-    ));
-    let reject = Some(RejectHint { index: 4, term: 3 });
-    assert_eq!(
-        replies(&mut node)[0].body,
-        Body::AppendReply { index: 6, reject }
-    );
-    // Probed at (4, 4): its term 3 < 4 there, so that is the hint.
-    node.step(msg(
-        1,
-        2,
-        5,
-        Body::Append {
-            prev_index: 4,
-            prev_term: 4,
-            entries: vec![],
-            commit: 0,
-        },
-    ));
-    let reject = Some(RejectHint { index: 4, term: 3 });
-    assert_eq!(
-        replies(&mut node)[0].body,
-        Body::AppendReply { index: 4, reject }
-    );
-    // Probed at (4, 2): every term-3 entry is skipped to index 1.
-    node.step(msg(
-        1,
-        2,
-        5,
-        Body::Append {
-            prev_index: 4,
-            prev_term: 2,
-            entries: vec![],
-            commit: 0,
-        },
-    ));
-    let reject = Some(RejectHint { index: 1, term: 1 });
-    assert_eq!(
-        replies(&mut node)[0].body,
-        Body::AppendReply { index: 4, reject }
-    );
+    // The follower holds terms 1,3,3,3 (index 1..4). Probed at (prev_index, prev_term), it
+    // hints the last entry with a term ≤ prev_term, so the leader skips every entry that
+    // cannot match in one round trip.
+    let cases = [
+        (6, 5, RejectHint { index: 4, term: 3 }), // beyond its log: its last entry
+        (4, 4, RejectHint { index: 4, term: 3 }), // its term 3 < 4 there
+        (4, 2, RejectHint { index: 1, term: 1 }), // all of term 3 skipped
+    ];
+    for (prev_index, prev_term, hint) in cases {
+        let mut node = follower_with(vec![entry(1, 1), entry(2, 3), entry(3, 3), entry(4, 3)], 5);
+        let entries = vec![];
+        node.step(msg(
+            1,
+            2,
+            5,
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit: 0,
+            },
+        ));
+        let reject = Some(hint);
+        assert_eq!(
+            replies(&mut node)[0].body,
+            Body::AppendReply {
+                index: prev_index,
+                reject
+            }
+        );
+    }
 }
 
 #[test]
@@ -634,10 +605,13 @@ fn test_leader_step_down_when_quorum_lost() {
     let mut net = Net::new(3, config(true, true));
     net.campaign(1);
     net.isolate(1);
+    // Cut off, it still believes it leads for a while and takes a proposal...
+    let index = net.propose(1, b"x").unwrap();
     net.tick_all(Config::default().election_ticks.start * 2);
+    // ...which never commits on its own; it steps down and refuses the next.
+    assert!(net.node(1).committed() < index);
     assert_ne!(net.node(1).role(), Role::Leader);
-    // Its proposals are refused, and what it took before never committed on its own.
-    assert!(net.propose(1, b"x").is_err());
+    assert!(net.propose(1, b"y").is_err());
 }
 
 #[test]
