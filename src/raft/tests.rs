@@ -8,7 +8,8 @@
 //! test_restore_ignore_snapshot, test_provide_snap, test_compact,
 //! test_leader_step_down_when_quorum_lost, test_prevote_isolated (a cut-off node does not
 //! bump the term), test_leader_lease (votes ignored while a leader is heard),
-//! test_restart_keeps_vote, test_follower_backtracks_by_term (fast backtracking).
+//! test_restart_keeps_vote, test_follower_backtracks_by_term (fast backtracking),
+//! test_message_json_roundtrip.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -658,4 +659,40 @@ fn test_leader_lease() {
     ));
     assert_eq!(node2.term(), 1);
     assert!(replies(node2).is_empty());
+}
+
+#[test]
+fn test_message_json_roundtrip() {
+    // The transport will send messages as JSON: every kind must come back unchanged.
+    let bodies = [
+        Body::RequestVote {
+            pre_vote: true,
+            last_index: 3,
+            last_term: 2,
+        },
+        Body::Vote {
+            pre_vote: false,
+            granted: true,
+        },
+        Body::Append {
+            prev_index: 1,
+            prev_term: 1,
+            entries: vec![entry(2, 1)],
+            commit: 1,
+        },
+        Body::AppendReply {
+            index: 4,
+            reject: Some(RejectHint { index: 2, term: 1 }),
+        },
+        Body::Heartbeat { commit: 9 },
+        Body::HeartbeatReply,
+        Body::InstallSnapshot {
+            snapshot: snapshot(5, 2),
+        },
+    ];
+    for body in bodies {
+        let m = msg(1, 2, 3, body);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), m, "{json}");
+    }
 }
