@@ -42,6 +42,8 @@
 //! - [`logging`]: every line the services write, queued so that a dead or stalled output
 //!   never panics or blocks a service.
 //! - [`periodic`]: each service's background thread (restock, resolve, monitor).
+//! - [`raft`]: the replication core (Raft, sans-IO: stepped by ticks and messages, the
+//!   caller persists and sends what its `Ready` says); not wired into a service yet.
 //! - [`failpoint`]: named faults between the steps of the buy protocol, for tests.
 //! - [`malloc`]: the services' one allocator setting (smaller per-thread caches), set
 //!   where processes start (launcher, images, compose), never by re-executing from here.
@@ -59,6 +61,7 @@ pub mod malloc;
 pub mod order;
 pub mod peer;
 pub mod periodic;
+pub mod raft;
 pub mod store;
 pub mod wire;
 
