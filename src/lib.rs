@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   client ──HTTP──▶ frontend :6060 ──▶ catalog :10086   (products, stock, write-through journal)
+//!                   (product cache) ◀── push: every change (GET /changes)
 //!                              └─────▶ order   :10010 ──▶ catalog  (order numbers, durable order log)
 //! ```
 //!
@@ -11,9 +12,9 @@
 //! - [`http`]: the server every service runs on (limits, connection loop, worker
 //!   pool, idle-connection reactor, request parsing, body framing, responses, router,
 //!   [`http::ApiError`], the JSON envelope). It depends on nothing above it.
-//! - [`peer`]: calls between services: a peer's address, the pooled client with its
-//!   deadlines, retries and bulkhead, and the batching of concurrent calls into one
-//!   round trip.
+//! - [`peer`]: calls between services: a peer's address (its name looked up within a
+//!   call's deadline), the pooled client with its deadlines, retries and bulkhead, and
+//!   the batching of concurrent calls into one round trip.
 //! - Limits, each with its reason: [`http::Limits`] for a server (sizes, timeouts,
 //!   pool, queue), [`peer::PeerLimits`] for calls to peers (timeouts, retries,
 //!   bulkhead, batch caps and flights, background intervals, buffer sizes). Both sit in
@@ -30,7 +31,9 @@
 //!   shape: `mod.rs` wires it and has its `Config` and its
 //!   `run(config, listener, shutdown)` (takes a bound listener, starts and stops its
 //!   background thread), `api.rs` holds its routes, the domain files sit beside them. A service
-//!   never reaches into another's internals; they meet only over HTTP and [`wire`].
+//!   never reaches into another's internals; they meet only over HTTP and [`wire`]. The
+//!   catalog streams its changes (`catalog/push.rs`); the front-end caches products
+//!   and stays fresh by subscribing to that stream (`frontend/cache.rs`, `push.rs`).
 //! - [`wire`]: the bodies that cross the wire and their validation (the shapes, the
 //!   quantity and order-number parsers, the idempotency key).
 //! - [`client`]: the lab's client (query, buy and random modes, load and evaluation).
@@ -38,7 +41,7 @@
 //! - [`cli`]: the command-line flags of every binary and their conversion into each
 //!   service's config. The binaries (`src/bin/`, sharing `src/bin/process/`) answer
 //!   `--healthcheck`, bind, print the address, turn signals into a shutdown and call
-//!   the service's `run`; `tests/in_process.rs` calls the same `run`s in threads.
+//!   the service's `run`; the tests' in-process stack (`tests/common/inproc.rs`) calls the same `run`s in threads.
 //! - [`logging`]: every line the services write, queued so that a dead or stalled output
 //!   never panics or blocks a service.
 //! - [`periodic`]: each service's background thread (restock, resolve, monitor).
