@@ -133,15 +133,20 @@ impl Changes {
 
     /// Numbers a change and queues its line to every subscriber; one whose queue is
     /// full is cut off. The caller holds the lock under which the change became
-    /// visible, so lines go out in the order changes became visible.
-    pub fn publish(&self, products: Vec<ProductView>) {
+    /// visible, so lines go out in the order changes became visible. `products` is
+    /// called only when someone subscribes: with no front-end caching, a write pays
+    /// for no copy of the product under that lock.
+    pub fn publish(&self, products: impl FnOnce() -> Vec<ProductView>) {
         let mut state = self.state.lock();
         state.seq += 1;
         if state.subscribers.is_empty() {
             return;
         }
         let seq = state.seq;
-        let line = encode(&ChangeLine::Change { seq, products });
+        let line = encode(&ChangeLine::Change {
+            seq,
+            products: products(),
+        });
         state.subscribers.retain(|_, subscriber| {
             match subscriber.queue.try_send((seq, Arc::clone(&line))) {
                 Ok(()) => true,
@@ -365,7 +370,7 @@ mod tests {
     fn a_hello_then_each_change_once_in_order_then_heartbeats() {
         let changes = Arc::new(Changes::new(PushLimits::default()));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        changes.publish(tux(1));
+        changes.publish(|| tux(1));
         let mut reader = subscribe(&changes, &listener);
         let hello = reader.next();
         assert_eq!(
@@ -379,8 +384,8 @@ mod tests {
             changes.epoch().len() == 16 && changes.epoch().bytes().all(|b| b.is_ascii_hexdigit()),
             "{hello:?}"
         );
-        changes.publish(tux(2));
-        changes.publish(tux(3));
+        changes.publish(|| tux(2));
+        changes.publish(|| tux(3));
         assert_eq!(
             reader.next(),
             ChangeLine::Change {
@@ -441,7 +446,7 @@ mod tests {
         let mut seq = 0;
         while changes.dropped() == 0 {
             assert!(Instant::now() < deadline, "never dropped after {seq} lines");
-            changes.publish(big.clone());
+            changes.publish(|| big.clone());
             seq += 1;
             // The reader keeps up; every line comes, in order, with nothing missing.
             loop {
@@ -456,7 +461,7 @@ mod tests {
             }
         }
         assert_eq!(changes.subscribers(), 1);
-        changes.publish(tux(1));
+        changes.publish(|| tux(1));
         assert_eq!(
             reader.next(),
             ChangeLine::Change {

@@ -381,7 +381,7 @@ impl Table {
                     if let Some(product) =
                         record.product().and_then(|n| self.durable.products.get(n))
                     {
-                        changes.publish(vec![product.view()]);
+                        changes.publish(|| vec![product.view()]);
                     }
                 }
             }

@@ -11,16 +11,17 @@
 
 use super::cache::Cache;
 use crate::logging;
+use crate::peer::resolve::{Resolver, Unresolved};
 use crate::peer::PeerAddr;
 use crate::wire::ChangeLine;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Silence after which the channel counts as lost. The catalog sends a heartbeat at
 /// least every 200 ms; the contract allows a lost channel to be served from for 1 s.
@@ -109,6 +110,7 @@ pub fn subscribe(
         authorization: internal_token
             .filter(|token| !token.is_empty())
             .map(|token| format!("Bearer {token}")),
+        resolver: Resolver::new(catalog.authority()),
         catalog,
         current: Arc::clone(&current),
         stopped,
@@ -139,6 +141,9 @@ impl Drop for Subscriber {
 struct Channel {
     cache: Arc<Cache>,
     catalog: PeerAddr,
+    /// The catalog's address, looked up within the connect timeout (a lookup can
+    /// hang; see [`Resolver`]) and again after the stream is lost.
+    resolver: Resolver,
     authorization: Option<String>,
     /// Shared with [`Subscriber`], which shuts it down to stop the thread.
     current: Arc<Mutex<Option<TcpStream>>>,
@@ -155,6 +160,8 @@ impl Channel {
             let mut had_hello = false;
             let ended = self.follow(&mut had_hello);
             self.cache.lost();
+            // A restarted catalog may come back on another address.
+            self.resolver.forget();
             if self.stopping() {
                 return;
             }
@@ -189,10 +196,16 @@ impl Channel {
     /// cache serves from it. Ends with `Ok` only when the subscriber stops it.
     fn follow(&self, had_hello: &mut bool) -> Result<(), PushError> {
         let authority = self.catalog.authority();
-        let addr = authority
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+        let addr = self
+            .resolver
+            .address(Instant::now() + CONNECT_TIMEOUT)
+            .map_err(|e| {
+                let why = match e {
+                    Unresolved::NotFound => "the catalog's name resolves to nothing",
+                    Unresolved::TimedOut => "looking the catalog's name up took too long",
+                };
+                io::Error::new(io::ErrorKind::NotFound, why)
+            })?;
         let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
         stream.set_read_timeout(Some(SILENCE_LIMIT))?;
         stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
